@@ -1,0 +1,33 @@
+from django.http import HttpRequest
+from django.urls import reverse
+
+from console.roles import ROLE_LABELS, user_roles
+
+# The console's sections in menu order. A section whose page is not built yet has no URL name: it is shown
+# greyed out with what brings it, so the menu is the same everywhere and never links to an empty page.
+SECTIONS = [
+    ("Dashboard", "dashboard", ""),
+    ("Exceptions", None, "The exception queue"),
+    ("Orders", None, "Order to cash"),
+    ("Stock", None, "Stock sync"),
+    ("Reconciliation", None, "Reconciliation"),
+    ("Runs", None, "Sync runs"),
+    ("Mappings", "mappings", ""),
+]
+
+
+def navigation(request: HttpRequest) -> dict:
+    if not request.user.is_authenticated:
+        return {}
+    current = request.resolver_match.url_name if request.resolver_match else None
+    sections = [
+        {
+            "label": label,
+            "url": reverse(url_name) if url_name else None,
+            "active": url_name is not None and url_name == current,
+            "pending": pending,
+        }
+        for label, url_name, pending in SECTIONS
+    ]
+    roles = [ROLE_LABELS[role] for role in sorted(user_roles(request.user))]
+    return {"nav_sections": sections, "nav_roles": roles}

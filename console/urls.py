@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from console import views
+
+admin.site.site_header = "Switchyard administration"
+admin.site.site_title = "Switchyard"
+admin.site.index_title = "Mappings and settings"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("mappings/", views.mappings_overview, name="mappings"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

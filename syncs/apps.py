@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SyncsConfig(AppConfig):
+    """The flows that move data between the systems, the connectors they speak through, and their tasks."""
+
+    name = "syncs"
+    verbose_name = "Syncs"
