@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 from django_q.brokers import get_broker
 from django_q.models import Failure, Schedule
 
@@ -14,6 +15,7 @@ from console.models import WorkerHeartbeat
 from console.tasks import SCHEDULER_HEARTBEAT
 from mappings.models import (
     Bundle,
+    BundleComponent,
     CarrierMapping,
     Channel,
     MarketMapping,
@@ -86,17 +88,19 @@ def mapping_tables(*, user) -> list[MappingTable]:
         stats = model.objects.aggregate(last_changed=Max("updated_at"))
         can_change = user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
         can_add = user.has_perm(f"{opts.app_label}.add_{opts.model_name}")
-        has_csv = model is not Bundle
+        # Bundles travel in CSV as their component rows, which name the bundle.
+        csv_opts = BundleComponent._meta if model is Bundle else opts
+        csv_prefix = f"admin:{csv_opts.app_label}_{csv_opts.model_name}"
         tables.append(
             MappingTable(
-                name=str(opts.verbose_name_plural).capitalize(),
+                name=capfirst(opts.verbose_name_plural),
                 description=description,
                 rows=model.objects.count(),
                 last_changed=stats["last_changed"],
                 changelist_url=reverse(f"{prefix}_changelist"),
                 add_url=reverse(f"{prefix}_add") if can_add else None,
-                import_url=reverse(f"{prefix}_import") if has_csv and can_change else None,
-                export_url=reverse(f"{prefix}_export") if has_csv else None,
+                import_url=reverse(f"{csv_prefix}_import") if can_change else None,
+                export_url=reverse(f"{csv_prefix}_export"),
             )
         )
     return tables
