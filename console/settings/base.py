@@ -179,6 +179,60 @@ SIMPLE_HISTORY_REVERT_DISABLED = False
 # an explicit mapping, and a missing one is an `unmapped_sku` exception.
 SKU_SAME_AS_CENTRA = env.list("SKU_SAME_AS_CENTRA", default=["fulfil", "inventory_planner"])
 
+# --- Connections to the outside world ----------------------------------------------------------------------------
+# Base URLs and credentials come only from the environment (NAME, or NAME_FILE naming a file that holds it, as
+# container secrets do). The defaults point at the local sandbox (`python manage.py sandbox`), whose
+# credentials are not secret.
+SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8100")
+
+
+def secret(name: str, default: str = "") -> str:
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        return Path(path).read_text().strip()
+    return env.str(name, default=default)
+
+
+CONNECTIONS = {
+    "centra": {
+        "base_url": env.str("CENTRA_BASE_URL", default=f"{SANDBOX_URL}/centra"),
+        "token": secret("CENTRA_API_TOKEN", "sandbox-centra"),
+        # The REST Order API (refunds): its own URL and key.
+        "order_api_url": env.str("CENTRA_ORDER_API_URL", default=f"{SANDBOX_URL}/centra/api/order"),
+        "order_api_key": secret("CENTRA_ORDER_API_KEY", "sandbox-centra-orders"),
+        "webhook_secret": secret("CENTRA_WEBHOOK_SECRET", "sandbox-centra-webhooks"),
+        "requests_per_10s": env.int("CENTRA_REQUESTS_PER_10S", default=60),
+        "mutations_per_10s": env.int("CENTRA_MUTATIONS_PER_10S", default=100),
+        "mutations_per_hour": env.int("CENTRA_MUTATIONS_PER_HOUR", default=1000),
+    },
+    "fulfil": {
+        "base_url": env.str("FULFIL_BASE_URL", default=f"{SANDBOX_URL}/fulfil/api/v2"),
+        "api_key": secret("FULFIL_API_KEY", "sandbox-fulfil"),
+        "webhook_secret": secret("FULFIL_WEBHOOK_SECRET", "c2FuZGJveC1mdWxmaWwtd2ViaG9va3M="),
+        "requests_per_second": env.int("FULFIL_REQUESTS_PER_SECOND", default=10),
+    },
+    "virtualstock": {
+        "base_url": env.str("VIRTUALSTOCK_BASE_URL", default=f"{SANDBOX_URL}/virtualstock"),
+        "username": env.str("VIRTUALSTOCK_USERNAME", default="supplier"),
+        "password": secret("VIRTUALSTOCK_PASSWORD", "sandbox"),
+        "requests_per_minute": env.int("VIRTUALSTOCK_REQUESTS_PER_MINUTE", default=250),
+    },
+    "inventory_planner": {
+        "base_url": env.str("INVENTORY_PLANNER_BASE_URL", default=f"{SANDBOX_URL}/inventory-planner/api/v1"),
+        "api_key": secret("INVENTORY_PLANNER_API_KEY", "sandbox-inventory-planner"),
+        "account": env.str("INVENTORY_PLANNER_ACCOUNT", default="a1000"),
+        "requests_per_minute": env.int("INVENTORY_PLANNER_REQUESTS_PER_MINUTE", default=120),
+    },
+    "marketplace": {
+        "base_url": env.str("MARKETPLACE_BASE_URL", default=f"{SANDBOX_URL}/marketplace/api/v1"),
+        "api_key": secret("MARKETPLACE_API_KEY", "sandbox-marketplace"),
+        "webhook_secret": secret("MARKETPLACE_WEBHOOK_SECRET", "sandbox-marketplace-webhooks"),
+        "requests_per_second": env.int("MARKETPLACE_REQUESTS_PER_SECOND", default=20),
+    },
+}
+CONNECTOR_CONNECT_TIMEOUT = env.float("CONNECTOR_CONNECT_TIMEOUT", default=5.0)
+CONNECTOR_READ_TIMEOUT = env.float("CONNECTOR_READ_TIMEOUT", default=30.0)
+
 # How often the worker writes its heartbeat (seconds) and after how long without one the console calls it down.
 WORKER_HEARTBEAT_STALE_AFTER = env.int("WORKER_HEARTBEAT_STALE_AFTER", default=180)
 
