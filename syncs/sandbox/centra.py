@@ -1,10 +1,1445 @@
-"""Centra Integration API (GraphQL) simulator."""
+"""Centra: the Integration API (GraphQL) and the REST Order API, as a brand's integration sees them.
 
-from syncs.sandbox.core import Simulator
+GraphQL documents are executed for real (graphql-core) against a schema modelled on Centra's
+(``centra_schema.graphql``), so a query with a field Centra lacks fails here as it would there. Behaviour follows
+Centra's documentation: ``Authorization: Bearer`` (403 for a bad token), mutations answering 200 with
+``userErrors``/``userWarnings``, request and mutation buckets per 10 seconds and per hour with 429 and a
+``Retry-After`` timestamp, the ``rateLimits`` query, orders paged by ``limit``/``page``, absolute ``setStock`` for
+many variants and sizes at once, shipments that move an order to PROCESSING and SHIPPED, the events queue
+(``setEventListeners``, ``events``, ``confirmEvents``) and Integration API webhooks (form body ``payload=<json>``,
+``X-Centra-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``). Orders from other channels come in
+through the REST Order API (``API-Authorization``), which also completes returns with a refund.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+from graphql import GraphQLError, OperationType, build_schema, graphql_sync, parse
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from syncs.sandbox.core import Simulator, Window, json_response
+from syncs.sandbox.world import MARKETS, STORES, WAREHOUSES, generate
+
+SCHEMA = build_schema((Path(__file__).with_name("centra_schema.graphql")).read_text())
+CURRENCIES = {
+    code: {"id": index + 1, "code": code, "name": name}
+    for index, (code, name) in enumerate(
+        [("SEK", "Swedish krona"), ("EUR", "Euro"), ("GBP", "Pound sterling"), ("USD", "US dollar")]
+    )
+}
+COUNTRIES = {"SE": "Sweden", "DE": "Germany", "GB": "United Kingdom", "US": "United States", "FR": "France"}
+# Buckets of a fresh instance: (type, interval) -> (quota, seconds).
+BUCKETS = {
+    ("REQUEST_COUNT", "TEN_SECONDS"): (60, 10),
+    ("REQUEST_COUNT", "ONE_HOUR"): (5000, 3600),
+    ("MUTATION_COUNT", "TEN_SECONDS"): (100, 10),
+    ("MUTATION_COUNT", "ONE_HOUR"): (1000, 3600),
+}
+WEBHOOK_TYPES = {"Order": "order", "Shipment": "shipment", "Return": "return"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+def dec(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def places(currency: str) -> Decimal:
+    return Decimal(1) if currency == "JPY" else Decimal("0.01")
+
+
+def money(amount: Decimal, currency: str) -> dict:
+    amount = dec(amount).quantize(places(currency), rounding=ROUND_HALF_UP)
+    return {
+        "value": float(amount),
+        "currency": CURRENCIES.get(currency, {"id": 99, "code": currency, "name": currency}),
+        "formattedValue": f"{amount} {currency}",
+        "conversionRate": 1.0,
+    }
+
+
+def excluding_tax(amount: Decimal, tax_percent: Decimal, currency: str) -> Decimal:
+    return (amount / (1 + tax_percent / 100)).quantize(places(currency), rounding=ROUND_HALF_UP)
 
 
 class CentraSimulator(Simulator):
     name = "centra"
 
+    def __init__(self, token: str = "sandbox-centra", order_api_key: str = "sandbox-centra-orders") -> None:
+        self.token, self.order_api_key = token, order_api_key
+        super().__init__()
+
+    # --- state ------------------------------------------------------------------------------------------------
+
+    def empty_state(self) -> dict:
+        return {
+            "stores": {str(s["id"]): dict(s) for s in STORES},
+            "markets": {str(m["id"]): {"id": m["id"], "name": m["name"]} for m in MARKETS},
+            "pricelists": {
+                str(m["id"]): {
+                    "id": m["id"],
+                    "name": f"{m['name']} {m['currency']}",
+                    "currency": m["currency"],
+                    "marketId": m["id"],
+                    "country": m["country"],
+                    "tax": str(m["tax"]),
+                    "prices": {},
+                }
+                for m in MARKETS
+            },
+            "warehouses": {str(w["id"]): {"id": w["id"], "name": w["name"], "status": "ACTIVE"} for w in WAREHOUSES},
+            "products": {},
+            "variants": {},
+            "sizes": {},
+            "stock": {},  # "<size id>:<warehouse id>" -> {"physical": n, "allocated": n}
+            "orders": {},  # by number
+            "shipments": {},
+            "returns": {},
+            "events": [],
+            "event_listeners": {},
+            "stock_changes": 0,
+            "next": {
+                "product": 1,
+                "variant": 1,
+                "size": 1,
+                "order": 1000,
+                "line": 1,
+                "shipment": 1,
+                "return": 1,
+                "payment": 1,
+                "event": 1,
+            },
+        }
+
+    def _next(self, kind: str) -> int:
+        value = self.state["next"][kind]
+        self.state["next"][kind] = value + 1
+        return value
+
+    def reset(self) -> None:
+        super().reset()
+        self.buckets = {key: Window(*limits) for key, limits in BUCKETS.items()}
+
+    # --- routes, auth, limits -----------------------------------------------------------------------------------
+
+    def api_rules(self) -> list[Rule]:
+        return [
+            Rule("/graphql", endpoint="graphql", methods=["POST"]),
+            Rule("/api/order/order", endpoint="rest_create_order", methods=["POST"]),
+            Rule("/api/order/orders", endpoint="rest_orders", methods=["GET"]),
+            Rule("/api/order/return", endpoint="rest_create_return", methods=["POST"]),
+            Rule("/api/order/returns/<int:return_id>", endpoint="rest_update_return", methods=["PUT"]),
+        ]
+
+    def operation_of(self, request: Request, endpoint: str, arguments: dict) -> str:
+        if endpoint != "graphql":
+            return endpoint
+        document = self._document(request)
+        if document is None:
+            return "graphql"
+        operation_name, _, root_field = document
+        return operation_name or root_field or "graphql"
+
+    def _document(self, request: Request) -> tuple[str | None, bool, str | None] | None:
+        """(operation name, is a mutation, first root field) of the request's GraphQL document."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return None
+        try:
+            document = parse(body["query"])
+        except GraphQLError:
+            return None
+        for definition in document.definitions:
+            if hasattr(definition, "operation"):
+                name = definition.name.value if definition.name else None
+                fields = definition.selection_set.selections
+                root = fields[0].name.value if fields else None
+                return name, definition.operation == OperationType.MUTATION, root
+        return None
+
+    def authenticate(self, request: Request, operation: str) -> Response | None:
+        if operation.startswith("rest_"):
+            if request.headers.get("API-Authorization") == self.order_api_key:
+                return None
+            return json_response({"status": "no", "msg": "Authorization failed"}, 403)
+        header = request.headers.get("Authorization", "")
+        if header == f"Bearer {self.token}":
+            return None
+        return json_response(
+            {
+                "errors": [
+                    {
+                        "message": "The provided token was invalid or expired",
+                        "extensions": {"category": "authentication"},
+                    }
+                ]
+            },
+            403,
+        )
+
+    def _admit_buckets(self, request: Request, operation: str) -> float | None:
+        """Centra's own buckets (when the sandbox enforces published limits): None or seconds to wait."""
+        if not self.enforce_rate_limit or operation.startswith("rest_"):
+            return None
+        document = self._document(request)
+        is_mutation = bool(document and document[1])
+        now = time.time()
+        with self.lock:
+            kinds = ["REQUEST_COUNT"] + (["MUTATION_COUNT"] if is_mutation else [])
+            for kind in kinds:
+                for interval in ("TEN_SECONDS", "ONE_HOUR"):
+                    window = self.buckets[(kind, interval)]
+                    while window.calls and now - window.calls[0] >= window.seconds:
+                        window.calls.popleft()
+                    if len(window.calls) >= window.limit:
+                        return window.calls[0] + window.seconds - now
+            for kind in kinds:
+                for interval in ("TEN_SECONDS", "ONE_HOUR"):
+                    self.buckets[(kind, interval)].calls.append(now)
+        return None
+
+    def rate_limited_response(self, retry_after: float) -> Response:
+        # Centra's Retry-After "points at a timestamp at which it is possible to try again".
+        until = int(time.time() + retry_after) + 1
+        return json_response({"errors": [{"message": "Too Many Requests"}]}, 429, {"Retry-After": str(until)})
+
+    def fault_response(self, status: int) -> Response:
+        return json_response({"errors": [{"message": "Internal server error"}]}, status)
+
+    # --- seeding ----------------------------------------------------------------------------------------------
+
     def seed(self, body: dict) -> dict:
-        return {}
+        if "generate" in body:
+            world = generate(**body["generate"])
+            self._seed_world(world)
+        for product in body.get("products", []):
+            self._add_product(product)
+        for order in body.get("orders", []):
+            self._create_order(order, status=order.get("status", "PENDING"))
+        return {
+            "products": len(self.state["products"]),
+            "sizes": len(self.state["sizes"]),
+            "orders": len(self.state["orders"]),
+        }
+
+    def _seed_world(self, world) -> None:
+        if self.state["products"]:
+            return  # the same seed gives the same world: seeding twice changes nothing
+        for product in world.products:
+            self._add_product(
+                {
+                    "name": product.name,
+                    "productNumber": product.product_number,
+                    "createdAt": product.created_at.isoformat(),
+                    "prices": {str(m["id"]): str(product.price_in(m)) for m in MARKETS},
+                    "variants": [
+                        {
+                            "name": variant.name,
+                            "variantNumber": variant.variant_number,
+                            "sizes": [
+                                {
+                                    "sizeNumber": size.size_number,
+                                    "name": size.size_number,
+                                    "EAN": size.ean,
+                                    "stock": {
+                                        str(w): q + sum(size.statuses.values()) if w == 1 else q
+                                        for w, q in size.on_hand.items()
+                                    },
+                                }
+                                for size in variant.sizes
+                            ],
+                        }
+                        for variant in product.variants
+                    ],
+                }
+            )
+        for order in world.orders:
+            self._create_order(
+                {
+                    "number": order.number,
+                    "storeId": order.store_id,
+                    "marketId": order.market["id"],
+                    "createdAt": order.created_at.isoformat(),
+                    "customer": order.customer,
+                    "shipping": str(order.shipping),
+                    "shippingOption": order.shipping_method,
+                    "captured": order.captured,
+                    "lines": [
+                        {
+                            "sku": line.sku,
+                            "quantity": line.quantity,
+                            "unitPrice": str(line.unit_price),
+                            "discount": str(line.discount),
+                            "taxPercent": str(line.tax_percent),
+                        }
+                        for line in order.lines
+                    ],
+                },
+                status=order.status,
+            )
+
+    def _add_product(self, spec: dict) -> dict:
+        product_id = self._next("product")
+        product = {
+            "id": product_id,
+            "name": spec["name"],
+            "status": spec.get("status", "ACTIVE"),
+            "productNumber": spec["productNumber"],
+            "isBundle": bool(spec.get("isBundle")),
+            "createdAt": spec.get("createdAt") or now_iso(),
+            "updatedAt": now_iso(),
+            "variantIds": [],
+        }
+        self.state["products"][str(product_id)] = product
+        for market_id, price in (spec.get("prices") or {}).items():
+            self.state["pricelists"][str(market_id)]["prices"][str(product_id)] = str(price)
+        for variant_spec in spec.get("variants", []):
+            variant_id = self._next("variant")
+            variant = {
+                "id": variant_id,
+                "productId": product_id,
+                "name": variant_spec["name"],
+                "status": "ACTIVE",
+                "variantNumber": variant_spec["variantNumber"],
+                "sizeIds": [],
+            }
+            self.state["variants"][str(variant_id)] = variant
+            product["variantIds"].append(variant_id)
+            for size_spec in variant_spec.get("sizes", []):
+                size_id = self._next("size")
+                sku = spec["productNumber"] + variant_spec["variantNumber"] + size_spec["sizeNumber"]
+                self.state["sizes"][str(size_id)] = {
+                    "id": size_id,
+                    "variantId": variant_id,
+                    "productId": product_id,
+                    "SKU": sku,
+                    "EAN": size_spec.get("EAN"),
+                    "sizeNumber": size_spec["sizeNumber"],
+                    "description": size_spec.get("name", size_spec["sizeNumber"]),
+                }
+                variant["sizeIds"].append(size_id)
+                for warehouse_id, quantity in (size_spec.get("stock") or {}).items():
+                    self.state["stock"][f"{size_id}:{warehouse_id}"] = {"physical": int(quantity), "allocated": 0}
+        return product
+
+    def _size_by_sku(self, sku: str) -> dict | None:
+        for size in self.state["sizes"].values():
+            if size["SKU"] == sku:
+                return size
+        return None
+
+    def _create_order(self, spec: dict, *, status: str) -> dict:
+        """Place an order; its lines allocate stock in the first warehouse. Raises ValueError naming the problem."""
+        market = self.state["markets"].get(str(spec.get("marketId", 2)))
+        if market is None:
+            raise ValueError(f"no market {spec.get('marketId')}")
+        pricelist = self.state["pricelists"][str(market["id"])]
+        currency = spec.get("currency") or pricelist["currency"]
+        number = int(spec.get("number") or self._next("order"))
+        self.state["next"]["order"] = max(self.state["next"]["order"], number + 1)
+        lines = []
+        for line_spec in spec["lines"]:
+            size = self._size_by_sku(line_spec["sku"])
+            if size is None:
+                raise ValueError(f"unknown SKU {line_spec['sku']}")
+            variant = self.state["variants"][str(size["variantId"])]
+            product = self.state["products"][str(size["productId"])]
+            original = dec(line_spec.get("unitPrice") or pricelist["prices"].get(str(product["id"]), "0"))
+            discount = dec(line_spec.get("discount", "0"))
+            quantity = int(line_spec["quantity"])
+            if quantity <= 0:
+                raise ValueError(f"quantity of {line_spec['sku']} must be positive")
+            lines.append(
+                {
+                    "id": self._next("line"),
+                    "sizeId": size["id"],
+                    "sku": size["SKU"],
+                    "productNumber": product["productNumber"],
+                    "size": size["description"],
+                    "productName": product["name"],
+                    "productVariantName": variant["name"],
+                    "quantity": quantity,
+                    "cancelledQuantity": 0,
+                    "returnedQuantity": 0,
+                    "shippedQuantity": 0,
+                    "unitOriginalPrice": str(original),
+                    "unitPrice": str(original - discount),
+                    "taxPercent": str(dec(line_spec.get("taxPercent", pricelist["tax"]))),
+                }
+            )
+        created = spec.get("createdAt") or now_iso()
+        captured = spec.get("captured", True)
+        order = {
+            "id": hashlib.md5(f"{number}".encode(), usedforsecurity=False).hexdigest(),
+            "number": number,
+            "status": status,
+            "isOnHold": False,
+            "storeId": int(spec.get("storeId", 1)),
+            "marketId": market["id"],
+            "pricelistId": pricelist["id"],
+            "currency": currency,
+            "createdAt": created,
+            "updatedAt": created,
+            "customer": spec.get("customer") or {},
+            "shipping": str(dec(spec.get("shipping", "0"))),
+            "shippingTaxPercent": str(dec(spec.get("shippingTaxPercent", pricelist["tax"]))),
+            "shippingOption": spec.get("shippingOption", "standard"),
+            "lines": lines,
+            "shipmentIds": [],
+            "payments": [],
+            "otherComment": spec.get("otherComment", ""),
+            "internalComment": spec.get("internalComment"),
+            "extraAttributes": spec.get("extraAttributes") or {},
+        }
+        total = self._grand_total(order)
+        order["payments"].append(self._payment("AUTH", "SUCCESS", total, currency))
+        if status in ("CONFIRMED", "PROCESSING", "SHIPPED", "ARCHIVED"):
+            entry = ("CAPTURE", "SUCCESS") if captured else ("CAPTURE_REQUEST", "PENDING")
+            order["payments"].append(self._payment(*entry, total, currency))
+        if status != "CANCELLED":
+            for line in lines:
+                self._stock(line["sizeId"], 1)["allocated"] += line["quantity"]
+        self.state["orders"][str(number)] = order
+        self._event("Order", "CREATED", number, order)
+        return order
+
+    def _payment(self, entry_type: str, status: str, amount: Decimal, currency: str) -> dict:
+        return {
+            "id": self._next("payment"),
+            "createdAt": now_iso(),
+            "entryType": entry_type,
+            "status": status,
+            "externalReference": f"psp-{secrets.token_hex(4)}",
+            "value": str(amount),
+            "currency": currency,
+        }
+
+    def _stock(self, size_id: int, warehouse_id: int) -> dict:
+        return self.state["stock"].setdefault(f"{size_id}:{warehouse_id}", {"physical": 0, "allocated": 0})
+
+    # --- events and webhooks ------------------------------------------------------------------------------------
+
+    def _event(self, object_type: str, change_type: str, reference: int, order: dict | None = None) -> None:
+        listeners = self.state["event_listeners"]
+        wanted = listeners.get(object_type)
+        if object_type in listeners and (wanted is None or change_type in wanted):
+            self.state["events"].append(
+                {
+                    "id": self._next("event"),
+                    "objectType": object_type,
+                    "changeType": change_type,
+                    "objectReference": reference,
+                    "createdAt": now_iso(),
+                    "storeId": order["storeId"] if order else None,
+                    "marketId": order["marketId"] if order else None,
+                }
+            )
+        if object_type in WEBHOOK_TYPES:
+            action = {"CREATED": "create", "COMPLETED": "update"}.get(change_type, "update")
+            self.emit_webhook(
+                {
+                    "events": [
+                        {
+                            "type": WEBHOOK_TYPES[object_type],
+                            "action": action,
+                            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                            "id": reference,
+                        }
+                    ]
+                }
+            )
+
+    def sign_and_send(self, payload: dict) -> None:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        timestamp = str(int(time.time()))
+        signature = hmac.new(self.webhook_secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+        requests.post(
+            self.webhook_url,
+            data=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Centra-Signature": f"t={timestamp},v1={signature.hexdigest()}",
+            },
+            timeout=5,
+        )
+
+    # --- GraphQL ------------------------------------------------------------------------------------------------
+
+    def graphql(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return json_response({"errors": [{"message": "Send a JSON body with a GraphQL query."}]}, 400)
+        wait = self._admit_buckets(request, "graphql")
+        if wait is not None:
+            return self.rate_limited_response(wait)
+        variables = body.get("variables") or {}
+        try:
+            document = parse(body["query"])
+        except GraphQLError as error:
+            return json_response({"errors": [error.formatted]}, 400)
+        with self.lock:
+            result = graphql_sync(
+                SCHEMA,
+                body["query"],
+                root_value=self,
+                context_value={"request": request},
+                variable_values=variables,
+                operation_name=body.get("operationName"),
+                field_resolver=resolve_field,
+            )
+        del document
+        payload = {"extensions": {"complexity": 1, "permissionsUsed": []}}
+        if result.errors:
+            payload["errors"] = [error.formatted for error in result.errors]
+            if result.data is None:
+                return json_response(payload, 400)
+        payload["data"] = result.data
+        return json_response(payload)
+
+    # --- REST Order API -----------------------------------------------------------------------------------------
+
+    def rest_create_order(self, request: Request) -> Response:
+        """``POST <base>/order``: insert an order settled elsewhere. Answers 200 with ``status`` ok or no."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _rest_error(-7, "The body must be a JSON object.")
+        address = body.get("deliveryAddress") or body.get("address") or {}
+        email = body.get("email") or address.get("email")
+        country = body.get("country") or address.get("country")
+        missing = [
+            name
+            for name, value in (("email", email), ("country", country), ("products", body.get("products")))
+            if not value
+        ]
+        if missing:
+            return _rest_error(-4, f"Missing required fields: {', '.join(missing)}")
+        with self.lock:
+            number = body.get("orderNumber")
+            if number is not None and str(number) in self.state["orders"]:
+                return _rest_error(-5, f"Order number {number} already exists")
+            lines = []
+            for product in body["products"]:
+                size = self._size_for(product)
+                if size is None:
+                    return _rest_error(-1, f"Product could not be added: {json.dumps(product)}")
+                line = {"sku": size["SKU"], "quantity": product.get("qty", 0)}
+                if product.get("originalPrice") is not None or product.get("unitPrice") is not None:
+                    original = dec(product.get("originalPrice", product.get("unitPrice")))
+                    line |= {
+                        "unitPrice": str(original),
+                        "discount": str(original - dec(product.get("unitPrice", original))),
+                    }
+                lines.append(line)
+            try:
+                order = self._create_order(
+                    {
+                        "number": number,
+                        "marketId": body.get("marketId", 2),
+                        "storeId": 1,
+                        "customer": {
+                            "email": email,
+                            "first_name": body.get("firstName", ""),
+                            "last_name": body.get("lastName", ""),
+                            "address1": address.get("address", ""),
+                            "city": address.get("city", ""),
+                            "zipcode": address.get("zipcode", ""),
+                            "country": country,
+                            "phone": body.get("tele", ""),
+                        },
+                        "shipping": str(body.get("shippingValue", "0")),
+                        "shippingOption": body.get("shippingList", ""),
+                        "lines": lines,
+                        "captured": True,
+                        "internalComment": body.get("internalComment"),
+                        "extraAttributes": body.get("extraAttributes") or {},
+                    },
+                    status="CONFIRMED",
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                return _rest_error(-7, f"Order could not be created: {error}")
+        return json_response({"status": "ok", "orders": [order["number"]]})
+
+    def _size_for(self, product: dict) -> dict | None:
+        for size in self.state["sizes"].values():
+            if (
+                (product.get("sku") and size["SKU"] == product["sku"])
+                or (product.get("ean") and size["EAN"] == product["ean"])
+                or (product.get("id") is not None and size["id"] == product["id"])
+            ):
+                return size
+        return None
+
+    def rest_orders(self, request: Request) -> Response:
+        """``GET <base>/orders``: ``order=<number>`` for one, else ``limit``/``offset``."""
+        with self.lock:
+            rows = sorted(self.state["orders"].values(), key=lambda order: order["number"])
+            if request.args.get("order"):
+                rows = [order for order in rows if str(order["number"]) == request.args["order"]]
+            offset = int(request.args.get("offset", 0))
+            rows = rows[offset : offset + int(request.args.get("limit", 20))]
+            return json_response(
+                {
+                    "status": "ok",
+                    "orders": [
+                        {
+                            "order": str(o["number"]),
+                            "orderId": o["id"],
+                            "orderStatus": o["status"],
+                            "orderCurrency": o["currency"],
+                            "grandTotalValue": str(self._grand_total(o)),
+                            "internalComment": o.get("internalComment"),
+                            "extraAttributes": o.get("extraAttributes", {}),
+                            "products": [
+                                {
+                                    "lineId": line["id"],
+                                    "sku": line["sku"],
+                                    "qty": line["quantity"],
+                                    "originalPrice": line["unitOriginalPrice"],
+                                    "price": line["unitPrice"],
+                                }
+                                for line in o["lines"]
+                            ],
+                        }
+                        for o in rows
+                    ],
+                }
+            )
+
+    def rest_create_return(self, request: Request) -> Response:
+        return json_response({"status": "no", "msg": "Use createReturn in the Integration API."}, 400)
+
+    def rest_update_return(self, request: Request, return_id: int) -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return json_response({"status": "no", "msg": "The body must be a JSON object."}, 400)
+        with self.lock:
+            record = self.state["returns"].get(str(return_id))
+            if record is None:
+                return json_response({"status": "no", "msg": f"Return with id={return_id} does not exist"}, 404)
+            if body.get("completed"):
+                self._complete_return(record, refund=bool(body.get("refundPayment")))
+            return json_response(
+                {
+                    "status": "ok",
+                    "return": {
+                        "returnId": record["id"],
+                        "completed": record["status"] == "COMPLETED",
+                        "refunded": record["refunded"],
+                    },
+                }
+            )
+
+    # --- the world moving on (mutations and demo ticks use these) ------------------------------------------------
+
+    def _grand_total(self, order: dict) -> Decimal:
+        return sum((dec(line["unitPrice"]) * line["quantity"] for line in order["lines"]), Decimal(0)) + dec(
+            order["shipping"]
+        )
+
+    def _complete_return(self, record: dict, *, refund: bool) -> None:
+        if record["status"] == "COMPLETED":
+            return
+        record["status"] = "COMPLETED"
+        order = self.state["orders"][str(record["orderNumber"])]
+        if record["releaseToStock"]:
+            for line in record["lines"]:
+                self._stock(line["sizeId"], 1)["physical"] += line["quantity"]
+        if refund and not record["refunded"]:
+            record["refunded"] = True
+            order["payments"].append(self._payment("REFUND", "SUCCESS", dec(record["value"]), order["currency"]))
+        self._event("Return", "COMPLETED", record["id"], order)
+
+    def tick(self, rng) -> None:
+        with self.lock:
+            sizes = list(self.state["sizes"].values())
+            if not sizes:
+                return
+            roll = rng.random()
+            if roll < 0.4:  # a web order
+                picked = rng.sample(sizes, k=min(len(sizes), rng.randint(1, 2)))
+                self._create_order(
+                    {
+                        "marketId": rng.choice(MARKETS)["id"],
+                        "shipping": "4.95",
+                        "customer": {"email": f"shopper{rng.randint(1, 9999)}@example.com"},
+                        "captured": rng.random() > 0.1,
+                        "lines": [{"sku": s["SKU"], "quantity": 1} for s in picked],
+                    },
+                    status="CONFIRMED",
+                )
+            elif roll < 0.6:  # payment captures that were pending land
+                for order in self.state["orders"].values():
+                    for payment in order["payments"]:
+                        if payment["entryType"] == "CAPTURE_REQUEST" and payment["status"] == "PENDING":
+                            payment["entryType"], payment["status"] = "CAPTURE", "SUCCESS"
+                            order["updatedAt"] = now_iso()
+                            self._event("Order", "UPDATED", order["number"], order)
+                            return
+
+
+def _rest_error(code: int, message: str) -> Response:
+    # The Order API answers failures with HTTP 200 too; the body says so.
+    return json_response({"status": "no", "code": code, "msg": message})
+
+
+# --- resolvers ----------------------------------------------------------------------------------------------------
+
+
+def resolve_field(source, info, **args):
+    """Dispatch to ``Type_field`` below when it exists; else read the key of a dict."""
+    resolver = RESOLVERS.get(f"{info.parent_type.name}.{info.field_name}")
+    if resolver is not None:
+        return resolver(source, info, **args)
+    if isinstance(source, dict):
+        return source.get(info.field_name)
+    return getattr(source, info.field_name, None)
+
+
+def _sim(info) -> CentraSimulator:
+    return info.root_value
+
+
+def _page(rows: list, limit: int, page: int) -> list:
+    if limit < 1 or limit > 200:
+        raise GraphQLError("Limit must be in range 1 - 200")
+    if page < 1:
+        raise GraphQLError("Page must be 1 or more")
+    return rows[(page - 1) * limit : page * limit]
+
+
+def _in_range(value: str, window: dict | None) -> bool:
+    if not window:
+        return True
+    moment = datetime.fromisoformat(value)
+    for bound, compare in (("from", lambda a, b: a >= b), ("to", lambda a, b: a <= b)):
+        if window.get(bound):
+            limit = datetime.fromisoformat(window[bound].replace(" ", "T"))
+            if limit.tzinfo is None:
+                limit = limit.replace(tzinfo=UTC)
+            if not compare(moment, limit):
+                return False
+    return True
+
+
+def _filter_orders(sim: CentraSimulator, where: dict | None, sort: list | None) -> list[dict]:
+    where = where or {}
+    rows = list(sim.state["orders"].values())
+    checks = [
+        ("number", lambda o, v: o["number"] in v),
+        ("id", lambda o, v: o["id"] in v),
+        ("status", lambda o, v: o["status"] in v),
+        ("storeId", lambda o, v: o["storeId"] in v),
+        ("marketId", lambda o, v: o["marketId"] in v),
+        ("isOnHold", lambda o, v: o["isOnHold"] == v),
+        ("createdAt", lambda o, v: _in_range(o["createdAt"], v)),
+        ("updatedAt", lambda o, v: _in_range(o["updatedAt"], v)),
+        ("orderDate", lambda o, v: _in_range(o["createdAt"], v)),
+        ("storeType", lambda o, v: sim.state["stores"][str(o["storeId"])]["type"] == v),
+    ]
+    for key, check in checks:
+        if where.get(key) is not None:
+            value = where[key]
+            rows = [order for order in rows if check(order, value)]
+    field, _, direction = ((sort or ["number_ASC"])[0]).rpartition("_")
+    key = {"number": "number", "orderDate": "createdAt", "updatedAt": "updatedAt"}[field]
+    return sorted(rows, key=lambda order: order[key], reverse=direction == "DESC")
+
+
+def _stock_totals(sim: CentraSimulator, size_ids: list[int], warehouse_ids: list[int] | None = None) -> dict:
+    physical = allocated = 0
+    for size_id in size_ids:
+        for warehouse in sim.state["warehouses"].values():
+            if warehouse_ids and warehouse["id"] not in warehouse_ids:
+                continue
+            stock = sim.state["stock"].get(f"{size_id}:{warehouse['id']}")
+            if stock:
+                physical += stock["physical"]
+                allocated += stock["allocated"]
+    free = max(0, physical - allocated)
+    return {
+        "freeToAllocateQuantity": free,
+        "physicalQuantity": physical,
+        "allocatedQuantity": allocated,
+        "demandQuantity": 0,
+        "unshippedQuantity": allocated,
+        "availableNowQuantity": free,
+        "availableQuantity": free,
+        "incomingQuantity": 0,
+    }
+
+
+def _user_error(message: str, *path: str) -> dict:
+    return {"message": message, "path": list(path)}
+
+
+def _payload(**fields) -> dict:
+    return {"userErrors": [], "userWarnings": [], **fields}
+
+
+def _find_order(sim: CentraSimulator, reference: dict) -> dict | None:
+    if reference.get("number") is not None:
+        return sim.state["orders"].get(str(reference["number"]))
+    for order in sim.state["orders"].values():
+        if order["id"] == reference.get("id"):
+            return order
+    return None
+
+
+def _order_line(order: dict, line_id: int) -> dict | None:
+    return next((line for line in order["lines"] if line["id"] == line_id), None)
+
+
+# Queries
+
+
+def q_orders(sim, info, where=None, sort=None, limit=20, page=1):
+    return _page(_filter_orders(_sim(info), where, sort), limit, page)
+
+
+def q_order_connection(sim, info, where=None, sort=None, first=None, after=None):
+    rows = _filter_orders(_sim(info), where, sort)
+    start = 0
+    if after:
+        number = int(base64.b64decode(after).decode().split(":")[1])
+        start = next((i + 1 for i, order in enumerate(rows) if order["number"] == number), len(rows))
+    chunk = rows[start : start + (first or 20)]
+    edges = [{"cursor": base64.b64encode(f"number:{o['number']}".encode()).decode(), "node": o} for o in chunk]
+    return {
+        "totalCount": len(rows),
+        "edges": edges,
+        "pageInfo": {
+            "hasNextPage": start + len(chunk) < len(rows),
+            "hasPreviousPage": start > 0,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def q_products(sim, info, where=None, sort=None, limit=20, page=1):
+    where = where or {}
+    rows = sorted(_sim(info).state["products"].values(), key=lambda p: p["id"])
+    if where.get("id"):
+        rows = [p for p in rows if p["id"] in where["id"]]
+    if where.get("status"):
+        rows = [p for p in rows if p["status"] in where["status"]]
+    if where.get("productNumber"):
+        rows = [p for p in rows if p["productNumber"] in where["productNumber"]]
+    if where.get("updatedAt"):
+        rows = [p for p in rows if _in_range(p["updatedAt"], where["updatedAt"])]
+    if sort and sort[0].endswith("_DESC"):
+        rows.reverse()
+    return _page(rows, limit, page)
+
+
+def q_product_sizes(sim, info, where=None, limit=20, page=1):
+    where = where or {}
+    rows = sorted(_sim(info).state["sizes"].values(), key=lambda s: s["id"])
+    for key in ("SKU", "EAN", "id"):
+        if where.get(key):
+            rows = [s for s in rows if s[key] in where[key]]
+    return _page(rows, limit, page)
+
+
+def q_rate_limits(sim, info):
+    simulator = _sim(info)
+    now = time.time()
+    limits = []
+    for (kind, interval), window in simulator.buckets.items():
+        used = sum(1 for at in window.calls if now - at < window.seconds)
+        limits.append(
+            {
+                "type": kind,
+                "intervalSeconds": interval,
+                "quota": window.limit,
+                "usedQuota": used,
+                "remainingQuota": max(0, window.limit - used),
+            }
+        )
+    for interval, (quota, _) in (("TEN_SECONDS", (250000, 10)), ("ONE_HOUR", (30000000, 3600))):
+        limits.append(
+            {
+                "type": "QUERY_COMPLEXITY",
+                "intervalSeconds": interval,
+                "quota": quota,
+                "usedQuota": 0,
+                "remainingQuota": quota,
+            }
+        )
+    return limits
+
+
+def q_events(sim, info, where=None, limit=100):
+    where = where or {}
+    rows = _sim(info).state["events"]
+    for key, field in (
+        ("objectType", "objectType"),
+        ("changeType", "changeType"),
+        ("storeId", "storeId"),
+        ("marketId", "marketId"),
+    ):
+        if where.get(key):
+            rows = [e for e in rows if e[field] in where[key]]
+    return rows[: max(1, min(limit, 500))]
+
+
+# Mutations
+
+
+def m_set_stock(sim, info, input):
+    simulator = _sim(info)
+    warehouse_id = input["warehouse"]["id"]
+    if str(warehouse_id) not in simulator.state["warehouses"]:
+        return _payload(stockChanges=[], userErrors=[_user_error(f"Warehouse {warehouse_id} not found", "warehouse")])
+    if input["stockQuantityType"] != "PHYSICAL":
+        return _payload(stockChanges=[], userErrors=[_user_error("Only PHYSICAL stock can be set here")])
+    changes, errors = [], []
+    for index, entry in enumerate(input.get("productVariants") or []):
+        variant = simulator.state["variants"].get(str(entry["productVariant"]["id"]))
+        if variant is None:
+            errors.append(
+                _user_error(
+                    f"Product variant {entry['productVariant']['id']} not found", "input", "productVariants", str(index)
+                )
+            )
+            continue
+        sizes = {
+            simulator.state["sizes"][str(i)]["description"]: simulator.state["sizes"][str(i)]
+            for i in variant["sizeIds"]
+        }
+        for level_index, level in enumerate(entry["sizeStockLevels"]):
+            size = sizes.get(level["size"]["name"])
+            if size is None:
+                errors.append(
+                    _user_error(
+                        f"Size {level['size']['name']} not found on variant {variant['id']}",
+                        "input",
+                        "productVariants",
+                        str(index),
+                        "sizeStockLevels",
+                        str(level_index),
+                    )
+                )
+            elif level["quantity"] < 0:
+                errors.append(_user_error("Quantity cannot be negative", "input", "productVariants", str(index)))
+            else:
+                changes.append((size["id"], level["quantity"]))
+    for index, entry in enumerate(input.get("productSizes") or []):
+        size = simulator.state["sizes"].get(str(entry["productSize"]["id"]))
+        if size is None:
+            errors.append(
+                _user_error(f"Product size {entry['productSize']['id']} not found", "input", "productSizes", str(index))
+            )
+        elif entry["quantity"] < 0:
+            errors.append(_user_error("Quantity cannot be negative", "input", "productSizes", str(index)))
+        else:
+            changes.append((size["id"], entry["quantity"]))
+    if errors:  # nothing is modified when there are userErrors
+        return _payload(stockChanges=[], userErrors=errors)
+    for size_id, quantity in changes:
+        simulator._stock(size_id, warehouse_id)["physical"] = quantity
+    simulator.state["stock_changes"] += 1
+    simulator._event("StockChange", "CREATED", simulator.state["stock_changes"])
+    return _payload(stockChanges=[{"id": simulator.state["stock_changes"]}])
+
+
+def m_change_stock(sim, info, input):
+    simulator = _sim(info)
+    into, out = input.get("intoWarehouse"), input.get("outFromWarehouse")
+    if not into and not out:
+        return _payload(stockChange=None, userErrors=[_user_error("Give intoWarehouse, outFromWarehouse or both")])
+    moves = []
+    for index, entry in enumerate(input["productVariants"]):
+        variant = simulator.state["variants"].get(str(entry["productVariant"]["id"]))
+        if variant is None:
+            return _payload(
+                stockChange=None,
+                userErrors=[
+                    _user_error(
+                        f"Product variant {entry['productVariant']['id']} not found",
+                        "input",
+                        "productVariants",
+                        str(index),
+                    )
+                ],
+            )
+        sizes = {simulator.state["sizes"][str(i)]["description"]: i for i in variant["sizeIds"]}
+        for change in entry["sizeChanges"]:
+            if change["size"]["name"] not in sizes:
+                return _payload(stockChange=None, userErrors=[_user_error(f"Size {change['size']['name']} not found")])
+            moves.append((sizes[change["size"]["name"]], change["deliveredQuantity"]))
+    if out:
+        for size_id, quantity in moves:
+            stock = simulator._stock(size_id, out["id"])
+            if stock["physical"] - stock["allocated"] < quantity:
+                return _payload(
+                    stockChange=None,
+                    userErrors=[_user_error(f"Not enough free stock of size {size_id} in warehouse {out['id']}")],
+                )
+    for size_id, quantity in moves:
+        if out:
+            simulator._stock(size_id, out["id"])["physical"] -= quantity
+        if into:
+            simulator._stock(size_id, into["id"])["physical"] += quantity
+    simulator.state["stock_changes"] += 1
+    simulator._event("StockChange", "CREATED", simulator.state["stock_changes"])
+    return _payload(stockChange={"id": simulator.state["stock_changes"]})
+
+
+def m_confirm_order(sim, info, input):
+    simulator = _sim(info)
+    order = _find_order(simulator, input["order"])
+    if order is None:
+        return _payload(order=None, userErrors=[_user_error("Order not found", "input", "order")])
+    if order["status"] != "PENDING":
+        return _payload(order=order, userErrors=[_user_error(f"Order is {order['status']}, not PENDING")])
+    order["status"], order["updatedAt"] = "CONFIRMED", now_iso()
+    simulator._event("Order", "UPDATED", order["number"], order)
+    return _payload(order=order)
+
+
+def m_update_order(sim, info, order, input):
+    simulator = _sim(info)
+    record = _find_order(simulator, order)
+    if record is None:
+        return _payload(order=None, userErrors=[_user_error("Order not found", "order")])
+    for index, cancel in enumerate(input.get("cancelLines") or []):
+        line = _order_line(record, cancel["line"]["id"])
+        unshipped = line["quantity"] - line["shippedQuantity"] if line else 0
+        if line is None or not 0 < cancel["quantity"] <= unshipped:
+            return _payload(
+                order=record,
+                userErrors=[_user_error("Cannot cancel that quantity of the line", "input", "cancelLines", str(index))],
+            )
+    for cancel in input.get("cancelLines") or []:
+        line = _order_line(record, cancel["line"]["id"])
+        line["quantity"] -= cancel["quantity"]
+        line["cancelledQuantity"] += cancel["quantity"]
+        simulator._stock(line["sizeId"], 1)["allocated"] -= cancel["quantity"]
+    if all(line["quantity"] == 0 for line in record["lines"]):
+        record["status"] = "CANCELLED"
+    for key in ("isOnHold", "internalComment"):
+        if input.get(key) is not None:
+            record[key] = input[key]
+    record["updatedAt"] = now_iso()
+    simulator._event("Order", "UPDATED", record["number"], record)
+    return _payload(order=record)
+
+
+def m_cancel_order(sim, info, id, input=None):
+    simulator = _sim(info)
+    record = _find_order(simulator, {"id": id})
+    if record is None:
+        return _payload(order=None, userErrors=[_user_error("Order not found", "id")])
+    if record["status"] in ("SHIPPED", "ARCHIVED", "CANCELLED") or record["shipmentIds"]:
+        return _payload(
+            order=record, userErrors=[_user_error(f"An order that is {record['status']} cannot be cancelled")]
+        )
+    for line in record["lines"]:
+        simulator._stock(line["sizeId"], 1)["allocated"] -= line["quantity"]
+        line["cancelledQuantity"] += line["quantity"]
+        line["quantity"] = 0
+    record["status"], record["updatedAt"] = "CANCELLED", now_iso()
+    simulator._event("Order", "UPDATED", record["number"], record)
+    return _payload(order=record)
+
+
+def m_create_shipment(sim, info, input):
+    simulator = _sim(info)
+    order = _find_order(simulator, input["order"])
+    if order is None:
+        return _payload(shipment=None, userErrors=[_user_error("Order not found", "input", "order")])
+    if order["status"] not in ("CONFIRMED", "PROCESSING"):
+        return _payload(
+            shipment=None,
+            userErrors=[
+                _user_error(f"Cannot create a shipment for an order that is {order['status']}", "input", "order")
+            ],
+        )
+    lines = []
+    for index, entry in enumerate(input["lines"]):
+        line = _order_line(order, entry["orderLine"]["id"])
+        pending = (
+            sum(
+                s_line["quantity"]
+                for s in order["shipmentIds"]
+                for s_line in simulator.state["shipments"][str(s)]["lines"]
+                if s_line["orderLineId"] == entry["orderLine"]["id"]
+            )
+            if line
+            else 0
+        )
+        if line is None or entry["quantity"] <= 0 or entry["quantity"] > line["quantity"] - pending:
+            return _payload(
+                shipment=None,
+                userErrors=[
+                    _user_error("Quantity exceeds what is left to ship on the line", "input", "lines", str(index))
+                ],
+            )
+        lines.append({"id": simulator._next("line"), "orderLineId": line["id"], "quantity": entry["quantity"]})
+    warnings = []
+    captured = any(p["entryType"] == "CAPTURE" and p["status"] == "SUCCESS" for p in order["payments"])
+    if input.get("capture") and not captured:
+        warnings.append(
+            _user_error("Capture failed: the payment provider has not settled the capture request", "input", "capture")
+        )
+    shipment_id = simulator._next("shipment")
+    shipment = {
+        "id": shipment_id,
+        "number": f"{order['number']}-{len(order['shipmentIds']) + 1}",
+        "orderNumber": order["number"],
+        "createdAt": now_iso(),
+        "isGoodToGo": bool(input.get("isGoodToGo")),
+        "isShipped": False,
+        "shippedAt": None,
+        "isPaid": captured or bool(input.get("isPaid")),
+        "isCaptured": captured,
+        "capturedAt": now_iso() if captured else None,
+        "trackingNumber": None,
+        "numberOfPackages": 0,
+        "carrier": None,
+        "service": None,
+        "lines": lines,
+    }
+    simulator.state["shipments"][str(shipment_id)] = shipment
+    order["shipmentIds"].append(shipment_id)
+    order["status"], order["updatedAt"] = "PROCESSING", now_iso()
+    simulator._event("Shipment", "CREATED", shipment_id, order)
+    return _payload(shipment=shipment, userWarnings=warnings)
+
+
+def m_complete_shipment(sim, info, id, input=None):
+    simulator = _sim(info)
+    input = input or {}
+    shipment = simulator.state["shipments"].get(str(id))
+    if shipment is None:
+        return _payload(shipment=None, userErrors=[_user_error(f"Shipment {id} not found", "id")])
+    if shipment["isShipped"]:
+        return _payload(shipment=shipment, userErrors=[_user_error("Shipment is already completed", "id")])
+    info_input = input.get("shipmentInfo") or {}
+    order = simulator.state["orders"][str(shipment["orderNumber"])]
+    shipment.update(
+        {
+            "isShipped": True,
+            "shippedAt": input.get("shippedAt") or now_iso(),
+            "trackingNumber": info_input.get("trackingNumber"),
+            "carrier": info_input.get("carrier"),
+            "service": info_input.get("service"),
+            "numberOfPackages": info_input.get("packagesNumber") or 1,
+        }
+    )
+    for s_line in shipment["lines"]:
+        line = _order_line(order, s_line["orderLineId"])
+        line["shippedQuantity"] += s_line["quantity"]
+        stock = simulator._stock(line["sizeId"], 1)
+        stock["physical"] -= s_line["quantity"]
+        stock["allocated"] -= s_line["quantity"]
+    if all(line["shippedQuantity"] >= line["quantity"] for line in order["lines"]):
+        order["status"] = "SHIPPED"
+        simulator._event("Order", "COMPLETED", order["number"], order)
+    order["updatedAt"] = now_iso()
+    simulator._event("Shipment", "COMPLETED", shipment["id"], order)
+    return _payload(shipment=shipment)
+
+
+def m_create_return(sim, info, input):
+    simulator = _sim(info)
+    shipment = simulator.state["shipments"].get(str(input["shipment"]["id"]))
+    if shipment is None or not shipment["isShipped"]:
+        return _payload(**{"return": None}, userErrors=[_user_error("Shipment not found or not shipped", "input")])
+    order = simulator.state["orders"][str(shipment["orderNumber"])]
+    lines, value = [], Decimal(0)
+    for index, entry in enumerate(input["lines"]):
+        s_line = next((line for line in shipment["lines"] if line["id"] == entry["shipmentLine"]["id"]), None)
+        if s_line is None or not 0 < entry["quantity"] <= s_line["quantity"] - s_line.get("returned", 0):
+            return _payload(
+                **{"return": None},
+                userErrors=[
+                    _user_error(
+                        "Quantity exceeds what can be returned of the shipment line", "input", "lines", str(index)
+                    )
+                ],
+            )
+        order_line = _order_line(order, s_line["orderLineId"])
+        lines.append(
+            {
+                "id": simulator._next("line"),
+                "shipmentLineId": s_line["id"],
+                "quantity": entry["quantity"],
+                "sizeId": order_line["sizeId"],
+            }
+        )
+        value += dec(order_line["unitPrice"]) * entry["quantity"]
+    for entry, line in zip(input["lines"], lines, strict=True):
+        s_line = next(s for s in shipment["lines"] if s["id"] == line["shipmentLineId"])
+        s_line["returned"] = s_line.get("returned", 0) + entry["quantity"]
+        _order_line(order, s_line["orderLineId"])["returnedQuantity"] += entry["quantity"]
+    policy = input.get("returnStockActionPolicy") or {}
+    return_id = simulator._next("return")
+    record = {
+        "id": return_id,
+        "status": "PENDING",
+        "createdAt": now_iso(),
+        "orderNumber": order["number"],
+        "shipmentId": shipment["id"],
+        "lines": lines,
+        "value": str(value),
+        "refunded": False,
+        "releaseToStock": bool(policy.get("releaseItemsBackToWarehouse")),
+        "comment": input.get("comment"),
+    }
+    simulator.state["returns"][str(return_id)] = record
+    simulator._event("Return", "CREATED", return_id, order)
+    return _payload(**{"return": record})
+
+
+def m_complete_return(sim, info, id, input=None):
+    simulator = _sim(info)
+    record = simulator.state["returns"].get(str(id))
+    if record is None:
+        return _payload(**{"return": None}, userErrors=[_user_error(f"Return {id} not found", "id")])
+    simulator._complete_return(record, refund=False)
+    return _payload(**{"return": record})
+
+
+def m_set_event_listeners(sim, info, input):
+    simulator = _sim(info)
+    for listener in input:
+        existing = simulator.state["event_listeners"].get(listener["objectType"], [])
+        changes = listener.get("changeTypes")
+        merged = None if changes is None or existing is None else sorted(set(existing) | set(changes))
+        simulator.state["event_listeners"][listener["objectType"]] = merged
+    return _payload(eventListeners=q_event_listeners(sim, info))
+
+
+def q_event_listeners(sim, info):
+    return [
+        {"objectType": kind, "changeTypes": changes, "createdAt": now_iso()}
+        for kind, changes in _sim(info).state["event_listeners"].items()
+    ]
+
+
+def m_confirm_events(sim, info, input):
+    simulator = _sim(info)
+    wanted = set(input["eventsIds"])
+    confirmed = [e for e in simulator.state["events"] if e["id"] in wanted]
+    simulator.state["events"] = [e for e in simulator.state["events"] if e["id"] not in wanted]
+    return _payload(events=confirmed)
+
+
+# Object fields
+
+
+def _order_of_line(info, line) -> dict:
+    return next(o for o in _sim(info).state["orders"].values() if line in o["lines"])
+
+
+def _line_money(field: str):
+    """Resolver for a line's unitOriginalPrice, unitPrice or lineValue, with or without tax."""
+
+    def resolve(line, info, includingTax=True):
+        order = _order_of_line(info, line)
+        amount = dec(line["unitPrice"]) * line["quantity"] if field == "lineValue" else dec(line[field])
+        if not includingTax:
+            amount = excluding_tax(amount, dec(line["taxPercent"]), order["currency"])
+        return money(amount, order["currency"])
+
+    return resolve
+
+
+def _totals(order, info):
+    currency = order["currency"]
+    original = sum((dec(line["unitOriginalPrice"]) * line["quantity"] for line in order["lines"]), Decimal(0))
+    paid = sum((dec(line["unitPrice"]) * line["quantity"] for line in order["lines"]), Decimal(0))
+    shipping = dec(order["shipping"])
+    tax = sum(
+        (
+            dec(line["unitPrice"]) * line["quantity"]
+            - excluding_tax(dec(line["unitPrice"]) * line["quantity"], dec(line["taxPercent"]), currency)
+            for line in order["lines"]
+        ),
+        Decimal(0),
+    )
+    tax += shipping - excluding_tax(shipping, dec(order["shippingTaxPercent"]), currency)
+    return {
+        "quantity": sum(line["quantity"] for line in order["lines"]),
+        "lineValues": money(original, currency),
+        "handling": money(0, currency),
+        "shipping": money(shipping, currency),
+        "discounts": money(original - paid, currency),
+        "taxAdded": money(0, currency),
+        "taxDeducted": money(0, currency),
+        "taxIncluded": money(tax, currency),
+    }
+
+
+def _grand_total(order, info, includingTax=True):
+    total = _sim(info)._grand_total(order)
+    if not includingTax:
+        total -= dec(_totals(order, info)["taxIncluded"]["value"])
+    return money(total, order["currency"])
+
+
+def _address(order, info):
+    customer = order.get("customer") or {}
+    country = customer.get("country")
+    return {
+        "firstName": customer.get("first_name"),
+        "lastName": customer.get("last_name"),
+        "address1": customer.get("address1"),
+        "city": customer.get("city"),
+        "zipCode": customer.get("zipcode"),
+        "email": customer.get("email"),
+        "phoneNumber": customer.get("phone"),
+        "country": {"id": 1, "code": country, "name": COUNTRIES.get(country, country)} if country else None,
+    }
+
+
+def _payment_history(order, info, where=None):
+    where = where or {}
+    rows = order["payments"]
+    if where.get("entryType"):
+        rows = [p for p in rows if p["entryType"] in where["entryType"]]
+    if where.get("status"):
+        rows = [p for p in rows if p["status"] in where["status"]]
+    return [{**p, "value": money(dec(p["value"]), p["currency"])} for p in rows]
+
+
+def _shipment_lines(shipment, info):
+    order = _sim(info).state["orders"][str(shipment["orderNumber"])]
+    return [
+        {"id": line["id"], "quantity": line["quantity"], "orderLine": _order_line(order, line["orderLineId"])}
+        for line in shipment["lines"]
+    ]
+
+
+def _return_lines(record, info):
+    simulator = _sim(info)
+    shipment = simulator.state["shipments"][str(record["shipmentId"])]
+    by_id = {line["id"]: line for line in _shipment_lines(shipment, info)}
+    return [
+        {"id": line["id"], "quantity": line["quantity"], "shipmentLine": by_id[line["shipmentLineId"]]}
+        for line in record["lines"]
+    ]
+
+
+def _return_totals(record, info):
+    order = _sim(info).state["orders"][str(record["orderNumber"])]
+    return {
+        "quantity": sum(line["quantity"] for line in record["lines"]),
+        "lineValues": money(dec(record["value"]), order["currency"]),
+        "shipping": money(0, order["currency"]),
+        "discounts": money(0, order["currency"]),
+    }
+
+
+def _refunds(record, info):
+    order = _sim(info).state["orders"][str(record["orderNumber"])]
+    return _payment_history(order, info, {"entryType": ["REFUND"]}) if record["refunded"] else []
+
+
+RESOLVERS = {
+    "Query.orders": q_orders,
+    "Query.orderConnection": q_order_connection,
+    "Query.products": q_products,
+    "Query.productSizes": q_product_sizes,
+    "Query.warehouses": lambda s, i: sorted(_sim(i).state["warehouses"].values(), key=lambda w: w["id"]),
+    "Query.stores": lambda s, i: sorted(_sim(i).state["stores"].values(), key=lambda x: x["id"]),
+    "Query.markets": lambda s, i: sorted(_sim(i).state["markets"].values(), key=lambda x: x["id"]),
+    "Query.pricelists": lambda s, i: [
+        {**p, "currency": CURRENCIES[p["currency"]]} for p in _sim(i).state["pricelists"].values()
+    ],
+    "Query.shipments": lambda s, i, limit=20, page=1: _page(list(_sim(i).state["shipments"].values()), limit, page),
+    "Query.returns": lambda s, i, limit=20, page=1: _page(list(_sim(i).state["returns"].values()), limit, page),
+    "Query.events": q_events,
+    "Query.eventListeners": q_event_listeners,
+    "Query.rateLimits": q_rate_limits,
+    "Mutation.setStock": m_set_stock,
+    "Mutation.changeStock": m_change_stock,
+    "Mutation.confirmOrder": m_confirm_order,
+    "Mutation.updateDirectToConsumerOrder": m_update_order,
+    "Mutation.cancelDirectToConsumerOrder": m_cancel_order,
+    "Mutation.createShipment": m_create_shipment,
+    "Mutation.completeShipment": m_complete_shipment,
+    "Mutation.createReturn": m_create_return,
+    "Mutation.completeReturn": m_complete_return,
+    "Mutation.setEventListeners": m_set_event_listeners,
+    "Mutation.confirmEvents": m_confirm_events,
+    "DirectToConsumerOrder.grandTotal": _grand_total,
+    "DirectToConsumerOrder.orderDate": lambda o, i: o["createdAt"],
+    "DirectToConsumerOrder.store": lambda o, i: _sim(i).state["stores"][str(o["storeId"])],
+    "DirectToConsumerOrder.market": lambda o, i: _sim(i).state["markets"][str(o["marketId"])],
+    "DirectToConsumerOrder.pricelist": lambda o, i: {
+        **_sim(i).state["pricelists"][str(o["pricelistId"])],
+        "currency": CURRENCIES[o["currency"]],
+    },
+    "DirectToConsumerOrder.customer": lambda o, i: {
+        "id": abs(hash(o["customer"].get("email", ""))) % 100000,
+        "email": o["customer"].get("email"),
+        "firstName": o["customer"].get("first_name"),
+        "lastName": o["customer"].get("last_name"),
+    },
+    "DirectToConsumerOrder.shippingAddress": _address,
+    "DirectToConsumerOrder.billingAddress": _address,
+    "DirectToConsumerOrder.totals": _totals,
+    "DirectToConsumerOrder.lines": lambda o, i, includeFullyCancelled=False: [
+        line for line in o["lines"] if includeFullyCancelled or line["quantity"] > 0
+    ],
+    "DirectToConsumerOrder.paymentHistory": _payment_history,
+    "DirectToConsumerOrder.shipments": lambda o, i: [_sim(i).state["shipments"][str(s)] for s in o["shipmentIds"]],
+    "DirectToConsumerOrder.shippingPriceGroup": lambda o, i: {"shippingOption": {"id": 1, "name": o["shippingOption"]}},
+    "ProductOrderLine.unitOriginalPrice": _line_money("unitOriginalPrice"),
+    "ProductOrderLine.unitPrice": _line_money("unitPrice"),
+    "ProductOrderLine.lineValue": _line_money("lineValue"),
+    "ProductOrderLine.discountPercent": lambda line, i: float(
+        ((dec(line["unitOriginalPrice"]) - dec(line["unitPrice"])) / dec(line["unitOriginalPrice"]) * 100).quantize(
+            Decimal("0.01")
+        )
+        if dec(line["unitOriginalPrice"])
+        else 0
+    ),
+    "ProductOrderLine.taxPercent": lambda line, i: float(dec(line["taxPercent"])),
+    "ProductOrderLine.hasAnyDiscount": lambda line, i: dec(line["unitOriginalPrice"]) != dec(line["unitPrice"]),
+    "ProductOrderLine.productSize": lambda line, i: _sim(i).state["sizes"].get(str(line["sizeId"])),
+    "ProductOrderLine.productVariant": lambda line, i: _sim(i).state["variants"][
+        str(_sim(i).state["sizes"][str(line["sizeId"])]["variantId"])
+    ],
+    "ProductOrderLine.product": lambda line, i: _sim(i).state["products"][
+        str(_sim(i).state["sizes"][str(line["sizeId"])]["productId"])
+    ],
+    "DirectToConsumerShipment.lines": _shipment_lines,
+    "DirectToConsumerShipment.order": lambda s, i: _sim(i).state["orders"][str(s["orderNumber"])],
+    "DirectToConsumerShipment.carrierInformation": lambda s, i: (
+        {"carrierName": s["carrier"], "serviceName": s["service"]} if s["carrier"] else None
+    ),
+    "DirectToConsumerReturn.lines": _return_lines,
+    "DirectToConsumerReturn.shipment": lambda r, i: _sim(i).state["shipments"][str(r["shipmentId"])],
+    "DirectToConsumerReturn.totals": _return_totals,
+    "DirectToConsumerReturn.returnedToStock": lambda r, i: r["releaseToStock"] and r["status"] == "COMPLETED",
+    "DirectToConsumerReturn.refundPaymentHistory": _refunds,
+    "Product.variants": lambda p, i: [_sim(i).state["variants"][str(v)] for v in p["variantIds"]],
+    "ProductVariant.product": lambda v, i: _sim(i).state["products"][str(v["productId"])],
+    "ProductVariant.productSizes": lambda v, i: [_sim(i).state["sizes"][str(s)] for s in v["sizeIds"]],
+    "ProductVariant.stockTotals": lambda v, i: _stock_totals(_sim(i), v["sizeIds"]),
+    "ProductSize.productVariant": lambda s, i: _sim(i).state["variants"][str(s["variantId"])],
+    "ProductSize.stockTotals": lambda s, i: _stock_totals(_sim(i), [s["id"]]),
+    "ProductSize.stock": lambda s, i, where=None, limit=20, page=1: [
+        {"warehouse": w, **_stock_totals(_sim(i), [s["id"]], [w["id"]])}
+        for w in sorted(_sim(i).state["warehouses"].values(), key=lambda w: w["id"])
+        if not (where or {}).get("warehouseId") or w["id"] in where["warehouseId"]
+    ],
+    "Event.store": lambda e, i: _sim(i).state["stores"].get(str(e["storeId"])) if e["storeId"] else None,
+    "Event.market": lambda e, i: _sim(i).state["markets"].get(str(e["marketId"])) if e["marketId"] else None,
+}
