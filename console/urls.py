@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from console import views
+from syncs import views as sync_views
 
 admin.site.site_header = "Switchyard administration"
 admin.site.site_title = "Switchyard"
@@ -13,5 +14,6 @@ urlpatterns = [
     path("mappings/", views.mappings_overview, name="mappings"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),
     path("admin/", admin.site.urls),
 ]

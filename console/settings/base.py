@@ -230,6 +230,8 @@ CONNECTIONS = {
         "requests_per_second": env.int("MARKETPLACE_REQUESTS_PER_SECOND", default=20),
     },
 }
+# Webhook bodies larger than this are refused (413) before they are read.
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
 CONNECTOR_CONNECT_TIMEOUT = env.float("CONNECTOR_CONNECT_TIMEOUT", default=5.0)
 CONNECTOR_READ_TIMEOUT = env.float("CONNECTOR_READ_TIMEOUT", default=30.0)
 

@@ -1,0 +1,41 @@
+"""Writes of the syncs app that are not a flow of their own."""
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from syncs.connectors import centra, marketplace
+from syncs.connectors.errors import WebhookRejected
+from syncs.models import InboundWebhook
+
+logger = logging.getLogger("switchyard.webhooks")
+
+# system -> (the connector's verifier, the header that carries the signature)
+WEBHOOK_VERIFIERS: dict[str, tuple[Callable[..., object], str]] = {
+    "centra": (centra.verify_webhook, "X-Centra-Signature"),
+    "marketplace": (marketplace.verify_webhook, "X-Marketplace-Signature"),
+}
+
+
+def webhook_receive(*, system: str, body: bytes, headers: Mapping[str, str]) -> tuple[InboundWebhook, bool]:
+    """Verify a webhook's signature with the system's secret and keep it once.
+
+    Returns (the stored webhook, whether it is new). A delivery already stored (the sender retrying, or the same
+    request replayed while its signature is still fresh) is not stored again. Raises WebhookRejected for a
+    missing, wrong or stale signature or an unreadable body, and KeyError for a system that sends no webhooks.
+    """
+    verify, signature_header = WEBHOOK_VERIFIERS[system]
+    secret = settings.CONNECTIONS[system]["webhook_secret"]
+    if not secret:
+        raise WebhookRejected(f"no webhook secret is configured for {system}")
+    payload = verify(secret=secret, body=body, headers=headers)
+    digest = hashlib.sha256((headers.get(signature_header) or "").encode() + b"\n" + body).hexdigest()
+    try:
+        with transaction.atomic():
+            return InboundWebhook.objects.create(system=system, digest=digest, payload=payload), True
+    except IntegrityError:
+        logger.info("%s webhook delivered again; kept once", system)
+        return InboundWebhook.objects.get(system=system, digest=digest), False

@@ -1,0 +1,93 @@
+"""The console's webhook endpoints: signed deliveries are kept once; anything else is refused with a 4xx and
+nothing is written."""
+
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+from django.urls import reverse
+
+from syncs.models import InboundWebhook
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "a-test-webhook-secret"
+BODY = urlencode({"payload": json.dumps({"events": [{"type": "order", "action": "update", "id": 1000}]})})
+
+
+@pytest.fixture(autouse=True)
+def secrets(settings):
+    settings.CONNECTIONS = {
+        **settings.CONNECTIONS,
+        "centra": {**settings.CONNECTIONS["centra"], "webhook_secret": SECRET},
+    }
+
+
+def centra_signature(body: str, timestamp: int | None = None, secret: str = SECRET) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def post(client, body: str, signature: str | None, system: str = "centra"):
+    headers = {"X-Centra-Signature": signature} if signature else {}
+    return client.post(
+        reverse("webhook", args=[system]), data=body, content_type="application/x-www-form-urlencoded", headers=headers
+    )
+
+
+def test_a_signed_centra_webhook_is_kept_without_a_login(client):
+    response = post(client, BODY, centra_signature(BODY))
+    assert response.status_code == 202
+    stored = InboundWebhook.objects.get()
+    assert (stored.system, stored.status, stored.payload) == (
+        "centra",
+        "received",
+        [{"type": "order", "action": "update", "id": 1000}],
+    )
+
+
+def test_the_same_delivery_twice_is_kept_once(client):
+    signature = centra_signature(BODY)
+    assert post(client, BODY, signature).json()["duplicate"] is False
+    again = post(client, BODY, signature)
+    assert (again.status_code, again.json()["duplicate"]) == (202, True)
+    assert InboundWebhook.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "signature", "reason"),
+    [
+        (BODY, None, "no X-Centra-Signature header"),
+        (BODY, centra_signature(BODY, secret="forged"), "does not match"),
+        (BODY, centra_signature(BODY, timestamp=int(time.time()) - 86400), "outside the allowed window"),
+        ("payload=not-json", centra_signature("payload=not-json"), "no JSON payload"),
+        ("payload=%E2%98%83%F0%9F%92%A5", centra_signature("payload=%E2%98%83%F0%9F%92%A5"), "no JSON payload"),
+    ],
+)
+def test_a_bad_webhook_is_refused_and_nothing_is_kept(client, body, signature, reason):
+    response = post(client, body, signature)
+    assert response.status_code == 401
+    assert reason in response.json()["error"]
+    assert not InboundWebhook.objects.exists()
+
+
+def test_a_huge_body_is_refused_before_it_is_read(client, settings):
+    settings.WEBHOOK_MAX_BYTES = 1000
+    body = "payload=" + "x" * 5000
+    response = post(client, body, centra_signature(body))
+    assert response.status_code == 413
+    assert not InboundWebhook.objects.exists()
+
+
+def test_only_post_is_accepted_and_unknown_systems_are_not_found(client):
+    assert client.get(reverse("webhook", args=["centra"])).status_code == 405
+    assert post(client, BODY, centra_signature(BODY), system="shopify").status_code == 404
+
+
+def test_a_missing_secret_refuses_everything(client, settings):
+    settings.CONNECTIONS = {**settings.CONNECTIONS, "centra": {**settings.CONNECTIONS["centra"], "webhook_secret": ""}}
+    assert post(client, BODY, centra_signature(BODY, secret="")).status_code == 401
