@@ -211,7 +211,7 @@ class Simulator:
         except (NotFound, MethodNotAllowed) as error:
             return error.get_response()
         if endpoint.startswith("control_"):
-            return getattr(self, endpoint)(request)
+            return getattr(self, endpoint)(request, **arguments)
 
         operation = self.operation_of(request, endpoint, arguments)
         # Logged on arrival, so a call still hanging (a simulated timeout) is already in the log; its status is
