@@ -8,20 +8,34 @@ from werkzeug.serving import make_server
 from syncs.sandbox.core import SandboxApp, Simulator
 
 
-def build_simulators() -> dict[str, Simulator]:
+def build_simulators(connections: dict | None = None) -> dict[str, Simulator]:
+    """One simulator per system. ``connections`` (settings.CONNECTIONS) sets the credentials each accepts, so
+    the console's configured credentials work against the sandbox; without it, the sandbox defaults."""
     from syncs.sandbox.centra import CentraSimulator
     from syncs.sandbox.fulfil import FulfilSimulator
     from syncs.sandbox.inventory_planner import InventoryPlannerSimulator
     from syncs.sandbox.marketplace import MarketplaceSimulator
     from syncs.sandbox.virtualstock import VirtualstockSimulator
 
-    simulators = [
-        CentraSimulator(),
-        FulfilSimulator(),
-        VirtualstockSimulator(),
-        InventoryPlannerSimulator(),
-        MarketplaceSimulator(),
-    ]
+    if connections is None:
+        simulators = [
+            CentraSimulator(),
+            FulfilSimulator(),
+            VirtualstockSimulator(),
+            InventoryPlannerSimulator(),
+            MarketplaceSimulator(),
+        ]
+    else:
+        centra, fulfil = connections["centra"], connections["fulfil"]
+        virtualstock, planner = connections["virtualstock"], connections["inventory_planner"]
+        marketplace = connections["marketplace"]
+        simulators = [
+            CentraSimulator(token=centra["token"], order_api_key=centra["order_api_key"]),
+            FulfilSimulator(api_key=fulfil["api_key"], webhook_secret=fulfil["webhook_secret"]),
+            VirtualstockSimulator(username=virtualstock["username"], password=virtualstock["password"]),
+            InventoryPlannerSimulator(api_key=planner["api_key"], account=planner["account"]),
+            MarketplaceSimulator(api_key=marketplace["api_key"], webhook_secret=marketplace["webhook_secret"]),
+        ]
     return {simulator.name: simulator for simulator in simulators}
 
 

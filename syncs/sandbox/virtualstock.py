@@ -12,6 +12,7 @@ import base64
 import copy
 import secrets
 import time
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from werkzeug.routing import Rule
@@ -176,6 +177,53 @@ class VirtualstockSimulator(Simulator):
             item.setdefault("dispatched_quantity", 0)
         self.state["orders"][str(order["id"])] = record
         return record
+
+    def tick(self, rng) -> None:
+        """Demo mode: now and then a retailer sends an order for products the supplier lists."""
+        with self.lock:
+            products = list(self.state["products"].values())
+            if not products or rng.random() > 0.3:
+                return
+            order_id = max((int(key) for key in self.state["orders"]), default=51900000) + 1
+            items = []
+            for n, product in enumerate(rng.sample(products, k=min(len(products), rng.randint(1, 2)))):
+                price = Decimal(product["data"].get("rrp") or "20.00")
+                tax = (price * Decimal("0.2")).quantize(Decimal("0.01"))
+                items.append(
+                    {
+                        "part_number": product["part_number"],
+                        "line_reference": f"{order_id}{n}",
+                        "quantity": 1,
+                        "name": product["data"].get("description", ""),
+                        "unit_cost_price": str(price),
+                        "subtotal": str(price),
+                        "tax": str(tax),
+                        "tax_rate": "20.00",
+                        "total": str(price + tax),
+                    }
+                )
+            self._add_order(
+                {
+                    "id": order_id,
+                    "order_reference": f"JL{order_id}",
+                    "status": "ORDER",
+                    "order_date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                    "retailer": {"id": 245, "name": "John Lewis"},
+                    "currency_code": "GBP",
+                    "items": items,
+                    "subtotal": str(sum(Decimal(i["subtotal"]) for i in items)),
+                    "tax": str(sum(Decimal(i["tax"]) for i in items)),
+                    "total": str(sum(Decimal(i["total"]) for i in items)),
+                    "delivery_service_code": rng.choice(["standard", "express"]),
+                    "shipping_address": {
+                        "full_name": "Demo Customer",
+                        "line_1": "1 Oxford Street",
+                        "city": "London",
+                        "postal_code": "W1D 1AN",
+                        "country": "GB",
+                    },
+                }
+            )
 
     # --- tokens -----------------------------------------------------------------------------------------------
 

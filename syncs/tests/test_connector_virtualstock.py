@@ -204,3 +204,17 @@ def test_generated_demo_data_carries_orders_products_and_unknown_skus(virtualsto
     assert any(line.part_number.startswith("UNKNOWN-") for o in orders for line in o.lines)
     again = vs.seed(generate={"seed": 7, "products": 10, "virtualstock_orders": 8, "unmapped_share": 0.5})
     assert again == summary
+
+
+def test_demo_mode_brings_new_retailer_orders(sandbox, virtualstock):
+    import random
+
+    client, vs = virtualstock
+    vs.seed(generate={"seed": 3, "products": 4, "virtualstock_orders": 0})
+    simulator = sandbox.simulator("virtualstock")
+    rng = random.Random(1)
+    for _ in range(20):
+        simulator.tick(rng)
+    new = list(client.orders())
+    assert new, "twenty ticks bring at least one order"
+    assert all(line.part_number in {p.part_number for p in client.products()} for o in new for line in o.lines)
