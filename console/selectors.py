@@ -25,6 +25,7 @@ from mappings.models import (
     StockStatusRule,
     TaxMapping,
 )
+from syncs.connections import ConnectionSummary, connection_summaries
 
 MAPPING_TABLES = [
     (SkuMapping, "Centra SKUs and the codes other systems know them by."),
@@ -134,3 +135,8 @@ def recent_mapping_changes(*, limit: int = 15) -> list[MappingChange]:
             )
     changes.sort(key=lambda change: change.at, reverse=True)
     return changes[:limit]
+
+
+def connections() -> list[ConnectionSummary]:
+    """Each external connection: where it points and whether it is configured. Never a credential."""
+    return connection_summaries()

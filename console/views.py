@@ -11,6 +11,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "worker-status":
         return render(request, "console/_worker_status.html", context)
     context["recent_changes"] = selectors.recent_mapping_changes(limit=10)
+    context["connections"] = selectors.connections()
     return render(request, "console/dashboard.html", context)
 
 

@@ -91,3 +91,18 @@ def test_signing_out_takes_a_post(ada, client_for):
     assert client.get(reverse("logout")).status_code == 405
     assert client.post(reverse("logout")).status_code == 302
     assert client.get(reverse("dashboard")).status_code == 302
+
+
+def test_the_dashboard_shows_each_connection_but_never_a_credential(ada, client_for, settings):
+    settings.CONNECTIONS = {
+        **settings.CONNECTIONS,
+        "fulfil": {
+            **settings.CONNECTIONS["fulfil"],
+            "base_url": "https://brand.fulfil.io/api/v2",
+            "api_key": "live-key-9f8e7d6c5b4a",
+        },
+    }
+    page = client_for(ada).get(reverse("dashboard")).content.decode()
+    assert "brand.fulfil.io" in page and "live" in page
+    assert "live-key-9f8e7d6c5b4a" not in page
+    assert settings.CONNECTIONS["centra"]["token"] not in page

@@ -39,8 +39,8 @@ def test_rate_limit_buckets_are_readable(client):
 
 def test_orders_parse_with_exact_money(client):
     for order in itertools.islice(client.orders(sort="number_DESC"), 5):
-        assert isinstance(order.grand_total, Decimal)
-        assert order.line_values - order.discounts + order.shipping <= order.grand_total + order.shipping
+        assert isinstance(order.grand_total, Decimal) and order.grand_total >= 0
+        assert order.currency and all(isinstance(line.unit_price, Decimal) for line in order.lines)
 
 
 def test_sizes_carry_skus_and_stock(client):
