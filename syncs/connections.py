@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from syncs.connectors.centra import CentraClient
+from syncs.connectors.fulfil import FulfilClient
 from syncs.connectors.http import Timeouts
 from syncs.connectors.inventory_planner import InventoryPlannerClient
 from syncs.connectors.marketplace import GenericMarketplaceClient
@@ -45,6 +46,17 @@ def centra() -> CentraClient:
         requests_per_10s=conf["requests_per_10s"],
         mutations_per_10s=conf["mutations_per_10s"],
         mutations_per_hour=conf["mutations_per_hour"],
+        timeouts=_timeouts(),
+    )
+
+
+@cache
+def fulfil() -> FulfilClient:
+    conf = settings.CONNECTIONS["fulfil"]
+    return FulfilClient(
+        base_url=conf["base_url"],
+        api_key=conf["api_key"],
+        rate_limit=(conf["requests_per_second"], 1.0),
         timeouts=_timeouts(),
     )
 

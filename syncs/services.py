@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from syncs.connectors import centra, marketplace
+from syncs.connectors import centra, fulfil, marketplace
 from syncs.connectors.errors import WebhookRejected
 from syncs.models import InboundWebhook
 
@@ -16,6 +16,7 @@ logger = logging.getLogger("switchyard.webhooks")
 # system -> (the connector's verifier, the header that carries the signature)
 WEBHOOK_VERIFIERS: dict[str, tuple[Callable[..., object], str]] = {
     "centra": (centra.verify_webhook, "X-Centra-Signature"),
+    "fulfil": (fulfil.verify_webhook, "X-Fulfil-Hmac-SHA256"),
     "marketplace": (marketplace.verify_webhook, "X-Marketplace-Signature"),
 }
 
@@ -31,7 +32,12 @@ def webhook_receive(*, system: str, body: bytes, headers: Mapping[str, str]) -> 
     secret = settings.CONNECTIONS[system]["webhook_secret"]
     if not secret:
         raise WebhookRejected(f"no webhook secret is configured for {system}")
-    payload = verify(secret=secret, body=body, headers=headers)
+    try:
+        payload = verify(secret=secret, body=body, headers=headers)
+    except ValueError:
+        # The configured secret itself is unusable (Fulfil's must be base64): refuse, and say so in the log.
+        logger.error("the %s webhook secret is not in the form %s gives it", system, system)
+        raise WebhookRejected(f"the {system} webhook secret is misconfigured") from None
     digest = hashlib.sha256((headers.get(signature_header) or "").encode() + b"\n" + body).hexdigest()
     try:
         with transaction.atomic():

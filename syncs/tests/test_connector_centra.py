@@ -333,14 +333,14 @@ def test_the_simulator_signs_its_webhooks_as_centra_does(sandbox, control):
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    centra = sandbox.simulator("centra")
+    before = (centra.webhook_url, centra.webhook_secret)
     try:
-        sandbox.app.configure_webhooks(console_url=f"http://127.0.0.1:{server.server_port}", secrets={"centra": SECRET})
+        centra.webhook_url, centra.webhook_secret = f"http://127.0.0.1:{server.server_port}/webhooks/centra/", SECRET
         control("centra").seed(products=[TEE], orders=[web_order(1000)])
         sandbox.app.outbox.join()
     finally:
-        sandbox.app.configure_webhooks(console_url="", secrets={})
-        for simulator in sandbox.app.simulators.values():
-            simulator.webhook_url = None
+        centra.webhook_url, centra.webhook_secret = before
         server.shutdown()
     body, headers = received[0]
     events = verify_webhook(secret=SECRET, body=body, headers=headers)

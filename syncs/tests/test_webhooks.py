@@ -91,3 +91,37 @@ def test_only_post_is_accepted_and_unknown_systems_are_not_found(client):
 def test_a_missing_secret_refuses_everything(client, settings):
     settings.CONNECTIONS = {**settings.CONNECTIONS, "centra": {**settings.CONNECTIONS["centra"], "webhook_secret": ""}}
     assert post(client, BODY, centra_signature(BODY, secret="")).status_code == 401
+
+
+def test_a_signed_fulfil_webhook_is_kept_and_a_forged_one_refused(client, settings):
+    import base64
+
+    key = b"fulfil-webhook-key"
+    settings.CONNECTIONS = {
+        **settings.CONNECTIONS,
+        "fulfil": {**settings.CONNECTIONS["fulfil"], "webhook_secret": base64.b64encode(key).decode()},
+    }
+    body = json.dumps({"id": 7, "topic": "stock.shipment.out.done"})
+    signature = base64.b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()).decode()
+    url = reverse("webhook", args=["fulfil"])
+    good = client.post(url, data=body, content_type="application/json", headers={"X-Fulfil-Hmac-SHA256": signature})
+    assert good.status_code == 202
+    forged = client.post(
+        url, data=body.replace("7", "8"), content_type="application/json", headers={"X-Fulfil-Hmac-SHA256": signature}
+    )
+    assert forged.status_code == 401
+    assert InboundWebhook.objects.filter(system="fulfil").count() == 1
+
+
+def test_a_fulfil_secret_that_is_not_base64_refuses_rather_than_fails(client, settings):
+    settings.CONNECTIONS = {
+        **settings.CONNECTIONS,
+        "fulfil": {**settings.CONNECTIONS["fulfil"], "webhook_secret": "not base64 !!"},
+    }
+    response = client.post(
+        reverse("webhook", args=["fulfil"]),
+        data="{}",
+        content_type="application/json",
+        headers={"X-Fulfil-Hmac-SHA256": "abc"},
+    )
+    assert response.status_code == 401
