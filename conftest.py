@@ -3,9 +3,13 @@
 import contextlib
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
+
+from syncs.sandbox.core import SandboxApp
+from syncs.sandbox.server import RunningSandbox, build_simulators
 
 PASSWORD = "a-long-test-password"
 
@@ -60,7 +64,7 @@ def client_for():
 
 
 @pytest.fixture
-def worker_cluster(transactional_db, tmp_path):
+def worker_cluster(transactional_db, tmp_path, request):
     """A real django-q2 cluster (`manage.py qcluster`) working against the test database, stopped afterwards.
 
     Its output goes to ``process.log_path``."""
@@ -86,7 +90,10 @@ def worker_cluster(transactional_db, tmp_path):
         "TEST_DATABASE_URL": url,
         "Q_POLL": "0.2",
         "Q_WORKERS": "2",
+        "EXCEPTION_RETRY_BASE_SECONDS": "0",
     }
+    if "connected" in request.fixturenames:
+        environment["SANDBOX_URL"] = request.getfixturevalue("connected").url
     log_path = tmp_path / "qcluster.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
@@ -111,3 +118,89 @@ def worker_cluster(transactional_db, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         connection.close()
+
+
+# --- The sandbox, served over real HTTP on 127.0.0.1 -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    running = RunningSandbox(SandboxApp(build_simulators())).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """A clean sandbox: every simulator reset before the test."""
+    for simulator in sandbox_server.app.simulators.values():
+        simulator.reset()
+    return sandbox_server
+
+
+class Control:
+    """The control API of one simulator, spoken to over HTTP as a newcomer would with curl."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def seed(self, **body) -> dict:
+        response = requests.post(f"{self.url}/_sandbox/seed", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def faults(self, **faults) -> dict:
+        response = requests.post(f"{self.url}/_sandbox/faults", json=faults, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def state(self) -> dict:
+        return requests.get(f"{self.url}/_sandbox/state", timeout=10).json()
+
+    def calls(self) -> list[dict]:
+        return requests.get(f"{self.url}/_sandbox/calls", timeout=10).json()
+
+    def operations(self) -> list[str]:
+        return [call["operation"] for call in self.calls()]
+
+
+@pytest.fixture
+def control(sandbox):
+    def for_system(name: str) -> Control:
+        return Control(f"{sandbox.url}/{name}")
+
+    return for_system
+
+
+@pytest.fixture
+def connected(sandbox, settings):
+    """Switchyard's connections pointed at the test sandbox (the settings and every cached client)."""
+    from syncs import connections
+
+    settings.SANDBOX_URL = sandbox.url
+    settings.CONNECTIONS = {
+        "centra": {
+            **settings.CONNECTIONS["centra"],
+            "base_url": f"{sandbox.url}/centra",
+            "order_api_url": f"{sandbox.url}/centra/api/order",
+        },
+        "fulfil": {**settings.CONNECTIONS["fulfil"], "base_url": f"{sandbox.url}/fulfil/api/v2"},
+        "virtualstock": {**settings.CONNECTIONS["virtualstock"], "base_url": f"{sandbox.url}/virtualstock"},
+        "inventory_planner": {
+            **settings.CONNECTIONS["inventory_planner"],
+            "base_url": f"{sandbox.url}/inventory-planner/api/v1",
+        },
+        "marketplace": {**settings.CONNECTIONS["marketplace"], "base_url": f"{sandbox.url}/marketplace/api/v1"},
+    }
+    clients = [
+        connections.centra,
+        connections.fulfil,
+        connections.virtualstock,
+        connections.inventory_planner,
+        connections.marketplace,
+    ]
+    for client in clients:
+        client.cache_clear()
+    yield sandbox
+    for client in clients:
+        client.cache_clear()

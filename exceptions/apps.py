@@ -6,3 +6,8 @@ class ExceptionsConfig(AppConfig):
 
     name = "exceptions"
     verbose_name = "Exceptions"
+
+    def ready(self) -> None:
+        from exceptions import mapping_changes
+
+        mapping_changes.connect()

@@ -34,7 +34,7 @@ class MappingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
 @admin.register(Channel)
 class ChannelAdmin(MappingAdmin):
     resource_classes = [resources.ChannelResource]
-    list_display = ("name", "code", "system", "active")
+    list_display = ("name", "code", "system", "centra_market_id", "active")
     list_filter = ("system", "active")
     search_fields = ("name", "code")
     prepopulated_fields = {"code": ("name",)}

@@ -73,6 +73,12 @@ class Channel(MappingModel):
     name = models.CharField(max_length=100)
     system = models.CharField(max_length=20, choices=CHANNEL_SYSTEMS)
     active = models.BooleanField(default=True, help_text="Inactive channels receive no stock or product updates.")
+    centra_market_id = models.PositiveIntegerField(
+        "Centra market id", null=True, blank=True, help_text="The Centra market this channel's orders are placed in."
+    )
+    external_account = models.CharField(
+        max_length=100, blank=True, help_text="The account or retailer this channel is in the other system, if several."
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -76,7 +76,7 @@ class ChannelResource(MappingResource):
     class Meta(MappingResource.Meta):
         model = Channel
         import_id_fields = ("code",)
-        fields = ("code", "name", "system", "active")
+        fields = ("code", "name", "system", "active", "centra_market_id", "external_account")
 
 
 class SkuMappingResource(MappingResource):

@@ -6,3 +6,6 @@ class SyncsConfig(AppConfig):
 
     name = "syncs"
     verbose_name = "Syncs"
+
+    def ready(self) -> None:
+        import syncs.flows  # noqa: F401 - registers every flow's retry handler with the exception queue

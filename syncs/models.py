@@ -26,3 +26,66 @@ class InboundWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system} webhook {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Link(models.Model):
+    """The identity of one business object across systems: a marketplace or retailer order, the Centra order it
+    became, the Fulfil sale. Every write looks here first, so a retried or twice-delivered task never makes a
+    second order.
+
+    For an imported order the Centra order number is reserved when the link is made (a fixed base plus the link's
+    id): Centra refuses a second order with the same number, so even a crash between "created in Centra" and
+    "link saved" cannot double it.
+    """
+
+    class Kind(models.TextChoices):
+        ORDER = "order", "Order"
+        SHIPMENT = "shipment", "Shipment"
+        RETURN = "return", "Return"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source_system = models.CharField(max_length=30)
+    source_ref = models.CharField(max_length=100, help_text="The source's own reference.")
+    source_id = models.CharField(max_length=100, blank=True, help_text="The source's id for API calls, if different.")
+    channel = models.ForeignKey("mappings.Channel", null=True, blank=True, on_delete=models.PROTECT)
+    centra_number = models.BigIntegerField(null=True, blank=True, unique=True)
+    fulfil_id = models.BigIntegerField(null=True, blank=True)
+    created_in_target_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "source_system", "source_ref"], name="link_once_per_source")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.source_system}:{self.source_ref}"
+
+
+class SyncRun(models.Model):
+    """One execution of a flow, with what it did."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    flow = models.CharField(max_length=40)
+    trigger = models.CharField(max_length=20, default="schedule")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    examined = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["flow", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.flow} run {self.started_at:%Y-%m-%d %H:%M:%S}"

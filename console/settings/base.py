@@ -246,3 +246,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- The exception queue -----------------------------------------------------------------------------------------
+# Transient failures (timeouts, 5xx, 429) are retried automatically this many times, with exponential backoff
+# from the base delay up to the maximum, before they are a person's problem.
+EXCEPTION_AUTO_RETRIES = env.int("EXCEPTION_AUTO_RETRIES", default=5)
+EXCEPTION_RETRY_BASE_SECONDS = env.int("EXCEPTION_RETRY_BASE_SECONDS", default=60)
+EXCEPTION_RETRY_MAX_SECONDS = env.int("EXCEPTION_RETRY_MAX_SECONDS", default=3600)
+# Rough rates to one currency, used only to rank exceptions by the value at stake.
+EXCEPTION_RANKING_RATES = env.dict(
+    "EXCEPTION_RANKING_RATES", cast={"value": float}, default={"EUR": 1.0, "SEK": 0.087, "GBP": 1.16, "USD": 0.92}
+)
+# Team digests: how often (minutes), and where (each team's members' e-mail, plus an optional Slack-compatible
+# incoming webhook per team: EXCEPTION_DIGEST_WEBHOOK_FINANCE=https://hooks.slack.com/...).
+EXCEPTION_DIGEST_MINUTES = env.int("EXCEPTION_DIGEST_MINUTES", default=60)
+EXCEPTION_DIGEST_WEBHOOKS = {
+    team: secret(f"EXCEPTION_DIGEST_WEBHOOK_{team.upper()}", "")
+    for team in ("ecommerce", "finance", "operations", "customer_service")
+}
+
+# Orders imported into Centra get numbers from here up (plus the link's id), reserved before the order is sent.
+CENTRA_IMPORT_ORDER_NUMBER_BASE = env.int("CENTRA_IMPORT_ORDER_NUMBER_BASE", default=900000)

@@ -1,0 +1,212 @@
+"""Order import, Virtualstock → Centra, end to end against the sandbox over HTTP."""
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django_q.tasks import async_task
+
+from exceptions.models import ExceptionEvent, Status, SyncException
+from mappings.models import Channel, ShippingMethodMapping, SkuMapping
+from syncs import connections
+from syncs.flows.order_import import FLOW, order_import_run
+from syncs.models import Link
+
+TEE = {
+    "name": "Organic Cotton Tee",
+    "productNumber": "TEE100",
+    "prices": {"3": "25.00"},
+    "variants": [
+        {
+            "name": "Black",
+            "variantNumber": "BLK",
+            "sizes": [
+                {"sizeNumber": "S", "name": "S", "stock": {"1": 10}},
+                {"sizeNumber": "M", "name": "M", "stock": {"1": 10}},
+            ],
+        }
+    ],
+}
+
+
+def vs_order(order_id: int, reference: str, part_number: str = "TEE100BLKS", total: str = "30.00") -> dict:
+    return {
+        "id": order_id,
+        "order_reference": reference,
+        "currency_code": "GBP",
+        "status": "ORDER",
+        "retailer": {"id": 245, "name": "John Lewis"},
+        "delivery_service_code": "standard",
+        "subtotal": "25.00",
+        "tax": "5.00",
+        "total": total,
+        "shipping_address": {
+            "full_name": "Ada Lovelace",
+            "line_1": "1 Oxford St",
+            "city": "London",
+            "postal_code": "W1D 1AN",
+            "country": "GB",
+            "email": "ada@example.com",
+        },
+        "items": [
+            {
+                "part_number": part_number,
+                "line_reference": f"{order_id}1",
+                "quantity": 1,
+                "unit_cost_price": "25.00",
+                "subtotal": "25.00",
+                "tax": "5.00",
+                "tax_rate": "20.00",
+                "total": total,
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def brand(connected, control, settings):
+    settings.SKU_SAME_AS_CENTRA = ["fulfil", "inventory_planner"]
+    control("centra").seed(products=[TEE])
+    Channel.objects.create(code="john-lewis", name="John Lewis", system="virtualstock", centra_market_id=3)
+    ShippingMethodMapping.objects.create(
+        system="virtualstock", source_method="standard", centra_shipping_option="standard"
+    )
+    SkuMapping.objects.create(system="virtualstock", centra_sku="TEE100BLKS", external_code="TEE100BLKS")
+    return control
+
+
+def centra_orders(control) -> list[dict]:
+    return list(control("centra").state()["orders"].values())
+
+
+@pytest.mark.django_db
+def test_a_clean_order_reaches_centra_and_is_acknowledged_only_then(brand):
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-1")])
+    summary = order_import_run()
+    assert (summary.examined, summary.imported, summary.failed) == (1, 1, 0)
+    [order] = centra_orders(brand)
+    assert (order["status"], order["currency"], order["lines"][0]["unitPrice"]) == ("CONFIRMED", "GBP", "30.00")
+    assert brand("virtualstock").state()["orders"]["100"]["status"] == "ORDER_ACK"
+    link = Link.objects.get(source_ref="JL-1")
+    assert link.centra_number == order["number"] and link.acknowledged_at is not None
+    operations = brand("virtualstock").operations()
+    assert operations.index("acknowledge") > operations.index("orders_list")
+    assert brand("centra").operations() == ["rest_create_order"]
+
+
+@pytest.mark.django_db
+def test_an_order_delivered_twice_is_created_once(brand):
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-1")])
+    order_import_run()
+    # The retailer's order shows up again as new (a redelivery): nothing is created a second time.
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-1")])
+    summary = order_import_run()
+    assert (summary.imported, summary.already_imported) == (0, 1)
+    assert len(centra_orders(brand)) == 1
+
+
+@pytest.mark.django_db
+def test_an_unknown_sku_is_one_exception_however_often_it_is_polled(brand):
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-2", part_number="NOPE-1")])
+    order_import_run()
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.status, exception.occurrences) == ("unmapped_sku", Status.OPEN, 2)
+    assert (exception.team, exception.value, exception.currency) == ("ecommerce", Decimal("30.000"), "GBP")
+    assert exception.mapping_key == {"code": "NOPE-1"}
+    assert "No SKU mapping for Virtualstock" in exception.title
+    assert centra_orders(brand) == []
+    assert brand("virtualstock").state()["orders"]["100"]["status"] == "ORDER"  # not acknowledged
+
+
+@pytest.mark.django_db
+def test_amounts_that_cannot_carry_exactly_are_a_totals_mismatch(brand):
+    order = vs_order(100, "JL-3")
+    order["items"][0]["quantity"] = 3
+    order["items"][0]["total"] = "30.01"
+    brand("virtualstock").seed(orders=[order])
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.team) == ("totals_mismatch", "finance")
+    assert centra_orders(brand) == []
+
+
+@pytest.mark.django_db
+def test_a_crash_between_creating_in_centra_and_saving_the_link_does_not_double(brand):
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-4")])
+    brand("virtualstock").faults(error_rate=1.0, error_status=500, fail_operations=["acknowledge"])
+    order_import_run()
+    assert len(centra_orders(brand)) == 1
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.status) == ("api_unavailable", Status.RETRYING)
+    # As if the worker died after Centra answered and before the link recorded it.
+    Link.objects.filter(source_ref="JL-4").update(created_in_target_at=None)
+    brand("virtualstock").faults()
+    summary = order_import_run()
+    assert (summary.imported, summary.failed) == (0, 0)
+    assert len(centra_orders(brand)) == 1
+    exception.refresh_from_db()
+    assert exception.status == Status.RESOLVED
+    assert brand("virtualstock").state()["orders"]["100"]["status"] == "ORDER_ACK"
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_transient_failure_is_retried_by_the_workers_and_resolves_itself(brand, worker_cluster):
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-5")])
+    brand("centra").faults(error_rate=1.0, error_status=500, fail_operations=["rest_create_order"])
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.status) == ("api_unavailable", Status.RETRYING)
+    brand("centra").faults()
+    SyncException.objects.filter(pk=exception.pk).update(next_retry_at=exception.first_seen)
+    async_task("exceptions.tasks.retry_due")
+    wait_for(lambda: SyncException.objects.get(pk=exception.pk).status == Status.RESOLVED)
+    assert len(centra_orders(brand)) == 1
+    actions = list(ExceptionEvent.objects.filter(exception=exception).values_list("action", flat=True))
+    assert actions == ["retry_scheduled", "auto_resolved"]
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_adding_the_missing_mapping_retries_and_resolves_the_order_naming_the_change(brand, worker_cluster, ada):
+    brand("virtualstock").seed(
+        orders=[vs_order(100, "JL-6", part_number="JL-TEE-M"), vs_order(101, "JL-7", part_number="JL-TEE-M")]
+    )
+    order_import_run()
+    assert SyncException.objects.filter(kind="unmapped_sku", status=Status.OPEN).count() == 2
+    from simple_history.utils import update_change_reason  # noqa: F401 - history records the editor below
+
+    mapping = SkuMapping(system="virtualstock", centra_sku="TEE100BLKM", external_code="jl-tee-m")
+    mapping._history_user = ada
+    mapping.save()
+    wait_for(lambda: not SyncException.objects.exclude(status=Status.RESOLVED).exists())
+    assert len(centra_orders(brand)) == 2
+    freed = ExceptionEvent.objects.filter(action="freed_by_mapping")
+    assert freed.count() == 2
+    event = freed.first()
+    assert 'SKU mapping "TEE100BLKM → Virtualstock jl-tee-m" (by ada)' in event.note
+    assert event.detail["mapping_id"] == mapping.pk and event.detail["editor"] == "ada"
+    assert connections.virtualstock().order(100).status == "ORDER_ACK"
+    connection.close()
+
+
+@pytest.mark.django_db
+def test_runsync_prints_one_json_line(brand, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-8"), vs_order(101, "JL-9", part_number="NOPE")])
+    call_command("runsync", FLOW)
+    line = json.loads(capsys.readouterr().out.strip())
+    assert (line["flow"], line["examined"], line["imported"], line["failed"]) == (FLOW, 2, 1, 1)
