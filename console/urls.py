@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from console import views
 from syncs import views as sync_views
@@ -14,6 +14,8 @@ urlpatterns = [
     path("mappings/", views.mappings_overview, name="mappings"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("exceptions/", include("exceptions.urls")),
+    path("api/exceptions/", include("exceptions.api_urls")),
     path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,4 @@
+"""The exception queue's API."""
+
+app_name = "exceptions_api"
+urlpatterns: list = []

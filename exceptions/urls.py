@@ -1,0 +1,4 @@
+"""The exception queue's pages."""
+
+app_name = "exceptions"
+urlpatterns: list = []
