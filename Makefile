@@ -17,6 +17,7 @@ install: $(VENV)/.installed
 run: install
 	python manage.py migrate --noinput
 	python manage.py demo_users --force
+	python manage.py demo_setup
 	@echo "Switchyard: http://127.0.0.1:$(SWITCHYARD_PORT)/  (Ctrl-C stops everything)"
 	honcho --procfile Procfile.dev start
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("exceptions/", include("exceptions.urls")),
     path("api/exceptions/", include("exceptions.api_urls")),
+    path("api/", include("console.api_urls")),
     path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),
     path("admin/", admin.site.urls),
 ]

@@ -154,16 +154,28 @@ else:
     Q_CLUSTER["poll"] = env.float("Q_POLL", default=1.0)
 
 REST_FRAMEWORK = {
+    # Token first: an API call without credentials is answered 401 (with WWW-Authenticate), not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Switchyard API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Switchyard API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Two choice sets share a field name (an exception's status vs the queue's status filter; a timeline event's
+    # action vs a bulk action): name them so the schema's enums do not collide.
+    "ENUM_NAME_OVERRIDES": {
+        "ExceptionStatusEnum": "exceptions.models.Status",
+        "EventActionEnum": "exceptions.models.ExceptionEvent.Action",
+        "BulkActionEnum": "exceptions.serializers.BULK_ACTIONS",
+    },
+}
 
 # CSV import/export of mappings: an import needs the model's change permission, an export its view permission,
 # the whole file is one transaction, and exported cells that start like a formula are escaped.

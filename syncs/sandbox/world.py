@@ -155,7 +155,7 @@ def generate(
     orders: int = 40,
     marketplace_orders: int = 12,
     virtualstock_orders: int = 12,
-    unmapped_share: float = 0.15,
+    unmapped_share: float = 0.1,
 ) -> World:
     """The brand for ``seed``: ``products`` styles, each in 1-4 colours and its size run, with stock, bundles,
     web orders in every status, and marketplace and Virtualstock orders (some naming SKUs or carriers that no
@@ -278,7 +278,7 @@ def generate(
         for n, (sku, product) in enumerate(lines):
             price = money((product.price_eur if product else Decimal("20")) * Decimal("0.86"))
             quantity = rng.randint(1, 2)
-            tax = money(price * quantity * Decimal("0.2"))
+            tax = money(price * Decimal("0.2")) * quantity  # per unit, so every line splits into whole units
             items.append(
                 {
                     "part_number": sku,

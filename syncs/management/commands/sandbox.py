@@ -11,6 +11,11 @@ from syncs.sandbox.server import RunningSandbox, build_simulators
 WEBHOOK_SENDERS = ("centra", "fulfil", "marketplace")
 
 
+def _stop(signum, frame) -> None:
+    # serve_forever runs in this (the main) thread, so it cannot be shut down from here: leave it by exception.
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = (
         "Serve the simulators of Centra, Fulfil, Virtualstock, Inventory Planner and a marketplace on 127.0.0.1, "
@@ -65,7 +70,7 @@ class Command(BaseCommand):
 
             run_periodically(pace, tick, stop)
         self.stdout.write(f"Sandbox on {running.url}/ — systems: {', '.join(app.simulators)}")
-        signal.signal(signal.SIGTERM, lambda *_: running.server.shutdown())
+        signal.signal(signal.SIGTERM, _stop)
         try:
             running.server.serve_forever()
         except KeyboardInterrupt:
