@@ -210,3 +210,20 @@ def test_runsync_prints_one_json_line(brand, capsys):
     call_command("runsync", FLOW)
     line = json.loads(capsys.readouterr().out.strip())
     assert (line["flow"], line["examined"], line["imported"], line["failed"]) == (FLOW, 2, 1, 1)
+
+
+@pytest.mark.django_db
+def test_retrying_from_the_queue_finds_the_order_already_in_centra_and_creates_no_second(brand):
+    from exceptions.services import exception_run_retry
+
+    brand("virtualstock").seed(orders=[vs_order(100, "JL-10")])
+    brand("virtualstock").faults(error_rate=1.0, error_status=500, fail_operations=["acknowledge"])
+    order_import_run()
+    exception = SyncException.objects.get()
+    Link.objects.filter(source_ref="JL-10").update(created_in_target_at=None)  # the link never heard back
+    brand("virtualstock").faults()
+    assert exception_run_retry(exception_id=exception.pk) is True
+    exception.refresh_from_db()
+    assert exception.status == Status.RESOLVED
+    assert len(centra_orders(brand)) == 1
+    assert brand("centra").operations().count("rest_create_order") == 2  # tried, and refused as already there
