@@ -10,7 +10,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.db.models.signals import post_save
 
-from exceptions.services import exceptions_free_blocked
+from exceptions.services import exceptions_blocked_by, exceptions_free_blocked
 from mappings.models import (
     CarrierMapping,
     MarketMapping,
@@ -94,6 +94,12 @@ def _describe(mapping) -> tuple[str, dict]:
         "history_id": record.history_id if record is not None else None,
         "editor": editor,
     }
+
+
+def blocked_by(mapping) -> list[int]:
+    """The active exceptions ``mapping`` answers: the ones its save frees."""
+    mapping_kind, system, matches = MATCHERS[type(mapping)](mapping)
+    return exceptions_blocked_by(mapping_kind=mapping_kind, system=system, matches=matches)
 
 
 def mapping_saved(sender, instance, **kwargs) -> None:

@@ -22,3 +22,8 @@ def retry_handler(flow: str) -> RetryHandler:
         return _handlers[flow]
     except KeyError:
         raise LookupError(f"no retry handler is registered for the {flow} flow") from None
+
+
+def registered_flows() -> list[str]:
+    """The flows that can retry their items, sorted."""
+    return sorted(_handlers)
