@@ -167,6 +167,9 @@ def _record(*, flow, code, object_type, object_ref, transient, fields, refs) -> 
             )
         else:
             action = Action.OCCURRED_AGAIN if exception.is_active else Action.REOPENED
+            # Polling meets a blocked item again and again: count it, but write the timeline only when something
+            # is new (a different error, a reopening, an automatic retry), so history stays readable.
+            repeat = exception.status == Status.OPEN and exception.message == fields["message"] and not transient
             for name, value in fields.items():
                 setattr(exception, name, value)
             exception.occurrences += 1
@@ -185,6 +188,8 @@ def _record(*, flow, code, object_type, object_ref, transient, fields, refs) -> 
             note = f"Gave up after {exception.attempts} automatic attempts." if transient else ""
         exception.claimed_at = None
         exception.save()
+        if action == Action.OCCURRED_AGAIN and repeat:
+            return exception
         ExceptionEvent.objects.create(
             exception=exception,
             at=now,

@@ -62,7 +62,14 @@ def test_the_same_failure_of_the_same_item_is_one_exception_with_a_count():
         "unmapped_carrier",
         "operations",
     )
-    assert list(again.events.values_list("action", flat=True)) == ["recorded", "occurred_again"]
+    # Polling meets it again and again: counted, but the timeline gains a line only when something changed.
+    assert list(again.events.values_list("action", flat=True)) == ["recorded"]
+    changed = record(
+        MissingMapping(kind="carrier", system="virtualstock", key={"carrier": "DHL", "service": "Pro"}),
+        ref="shipment:1",
+    )
+    assert changed.pk == first.pk and changed.occurrences == 3
+    assert list(changed.events.values_list("action", flat=True)) == ["recorded", "occurred_again"]
     assert SyncException.objects.count() == 1
 
 
