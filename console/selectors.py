@@ -140,3 +140,28 @@ def recent_mapping_changes(*, limit: int = 15) -> list[MappingChange]:
 def connections() -> list[ConnectionSummary]:
     """Each external connection: where it points and whether it is configured. Never a credential."""
     return connection_summaries()
+
+
+def open_exceptions_by_team() -> list[dict]:
+    """Active exceptions per owning team, with the oldest, for the dashboard."""
+    from django.db.models import Count, Min
+
+    from exceptions.kinds import TEAMS
+    from exceptions.models import ACTIVE, SyncException
+
+    rows = {
+        row["team"]: row
+        for row in SyncException.objects.filter(status__in=ACTIVE)
+        .values("team")
+        .annotate(count=Count("id"), oldest=Min("first_seen"))
+        .order_by()
+    }
+    return [
+        {
+            "team": team,
+            "label": label,
+            "count": rows.get(team, {}).get("count", 0),
+            "oldest": rows.get(team, {}).get("oldest"),
+        }
+        for team, label in TEAMS.items()
+    ]

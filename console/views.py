@@ -12,6 +12,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return render(request, "console/_worker_status.html", context)
     context["recent_changes"] = selectors.recent_mapping_changes(limit=10)
     context["connections"] = selectors.connections()
+    context["exception_teams"] = selectors.open_exceptions_by_team()
     return render(request, "console/dashboard.html", context)
 
 
