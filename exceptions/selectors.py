@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Field, Func, Q, QuerySet, Value
+from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.utils import timezone
 
 from exceptions.models import ACTIVE, ExceptionRef, Status, SyncException
@@ -75,10 +76,8 @@ def exception_queue(filters: QueueFilters) -> QuerySet[SyncException]:
         if newer_than is not None:
             queryset = queryset.filter(first_seen__lt=now - newer_than)
     if filters.q:
-        queryset = queryset.filter(
-            Q(object_ref__iexact=filters.q)
-            | Q(pk__in=ExceptionRef.objects.filter(ref=filters.q.lower()).values("exception_id"))
-        )
+        # Every exception's refs include its own object_ref, lower-cased: one index look-up finds it.
+        queryset = queryset.filter(pk__in=ExceptionRef.objects.filter(ref=filters.q.lower()).values("exception_id"))
     return queryset
 
 
@@ -105,15 +104,45 @@ def queue_page(
 
 
 def _after(ordering: list[str], keys: list[str], values: list) -> Q:
-    """Rows strictly after ``values`` in ``ordering``: (a > x) or (a = x and b > y) or …"""
-    condition = Q()
+    """Rows strictly after ``values`` in ``ordering``.
+
+    The leading keys that sort the same way are compared as one row value — ``(priority, value_rank) <= (p, v)`` —
+    which PostgreSQL can use to start the index scan right at the cursor; the exact tie-breaking follows as
+    (a > x) or (a = x and b > y) or … When every key sorts the same way, the row comparison alone is exact.
+    """
+    descending = ordering[0].startswith("-")
+    run = 1
+    while run < len(ordering) and ordering[run].startswith("-") == descending:
+        run += 1
+    whole = run == len(keys)
+    lookups = {
+        (True, True): LessThan,
+        (True, False): LessThanOrEqual,
+        (False, True): GreaterThan,
+        (False, False): GreaterThanOrEqual,
+    }
+    lookup = lookups[(descending, whole)]
+    fields = [SyncException._meta.get_field(key) for key in keys[:run]]
+    bound = lookup(
+        Func(*[F(key) for key in keys[:run]], template="(%(expressions)s)", output_field=Field()),
+        Func(
+            *[
+                Value(field.to_python(value), output_field=field)
+                for field, value in zip(fields, values[:run], strict=True)
+            ],
+            template="(%(expressions)s)",
+            output_field=Field(),
+        ),
+    )
+    if whole:
+        return Q(bound)
+    exact = Q()
     for index, (order, key) in enumerate(zip(ordering, keys, strict=True)):
-        lookup = "lt" if order.startswith("-") else "gt"
-        step = Q(**{f"{key}__{lookup}": values[index]})
+        step = Q(**{f"{key}__{'lt' if order.startswith('-') else 'gt'}": values[index]})
         for earlier_key, earlier_value in zip(keys[:index], values[:index], strict=True):
             step &= Q(**{earlier_key: earlier_value})
-        condition |= step
-    return condition
+        exact |= step
+    return Q(bound) & exact
 
 
 def _encode(values: list) -> str:

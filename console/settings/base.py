@@ -13,6 +13,8 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="switchyard-local-only-key-change-me-in-production-0000")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The console's public address, for links in e-mails and chat messages (e.g. https://switchyard.brand.com).
+SITE_URL = env.str("SITE_URL", default="")
 
 # The embedded default keeps its data in var/ beside the code; DATABASE_URL moves it to PostgreSQL.
 VAR_DIR = Path(env.str("SWITCHYARD_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -256,7 +258,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # urllib3 at DEBUG logs every request line, credentials in URLs included: never below INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "urllib3": {"level": "INFO"}},
 }
 
 # --- The exception queue -----------------------------------------------------------------------------------------
