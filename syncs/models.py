@@ -89,3 +89,36 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flow} run {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class StockState(models.Model):
+    """What Switchyard knows of one SKU on one channel: the stock master's latest reading and its version, the
+    available-to-sell computed from it, and what the channel last accepted — so only changes are sent, and an
+    older reading can never overwrite a newer one."""
+
+    channel = models.ForeignKey("mappings.Channel", on_delete=models.CASCADE, related_name="stock_states")
+    sku = models.CharField(max_length=100)
+    product_number = models.CharField(max_length=100, blank=True)
+    master_on_hand = models.IntegerField(default=0)
+    master_statuses = models.JSONField(default=dict, blank=True)
+    master_version = models.DateTimeField(null=True, blank=True, help_text="When the stock master was read.")
+    ats = models.IntegerField(default=0)
+    pushed_value = models.IntegerField(null=True, blank=True, help_text="What the channel last accepted.")
+    pushed_version = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    channel_value = models.IntegerField(null=True, blank=True, help_text="What the channel showed when last read.")
+    external_id = models.CharField(max_length=100, blank=True, help_text="The item's id in the channel's API.")
+    external_detail = models.JSONField(default=dict, blank=True)
+    velocity = models.DecimalField(max_digits=10, decimal_places=3, default=0, help_text="Units sold a day.")
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "sku"], name="stock_state_once")]
+        indexes = [models.Index(fields=["channel", "acknowledged_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sku} on {self.channel_id}: {self.ats}"
+
+    @property
+    def needs_push(self) -> bool:
+        return self.pushed_value != self.ats

@@ -282,3 +282,17 @@ EXCEPTION_DIGEST_WEBHOOKS = {
 
 # Orders imported into Centra get numbers from here up (plus the link's id), reserved before the order is sent.
 CENTRA_IMPORT_ORDER_NUMBER_BASE = env.int("CENTRA_IMPORT_ORDER_NUMBER_BASE", default=900000)
+
+# --- Stock sync ---------------------------------------------------------------------------------------------------
+# The system whose stock figures are the truth: centra, fulfil or inventory_planner.
+STOCK_MASTER = env.str("STOCK_MASTER", default="fulfil")
+# The Centra warehouse that channel stock is set in when Centra is a channel rather than the master.
+STOCK_CENTRA_WAREHOUSE_ID = env.int("STOCK_CENTRA_WAREHOUSE_ID", default=1)
+# A push that would set more than this share of a channel's selling SKUs to zero at once (and at least the minimum
+# count) is held for operations to approve: bad master data must not empty a storefront.
+STOCK_ZERO_GUARD_SHARE = env.float("STOCK_ZERO_GUARD_SHARE", default=0.2)
+STOCK_ZERO_GUARD_MIN = env.int("STOCK_ZERO_GUARD_MIN", default=20)
+# A SKU × channel pair not confirmed by the channel for this long raises stock_stale.
+STOCK_STALE_MINUTES = env.int("STOCK_STALE_MINUTES", default=120)
+# Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.
+STOCK_FULL_RECONCILE_MINUTES = env.int("STOCK_FULL_RECONCILE_MINUTES", default=360)

@@ -357,6 +357,47 @@ class CentraClient:
                 return
             page += 1
 
+    def sizes_by_sku(self, skus: Iterable[str], *, warehouse_id: int | None = None) -> dict[str, SizeStock]:
+        """The sizes with these SKUs and their stock, by SKU (200 a query); unknown SKUs are left out. The stock is
+        the total over every warehouse, or that of ``warehouse_id`` alone."""
+        stock = (
+            "stock(where: {warehouseId: [$warehouse]}) { freeToAllocateQuantity physicalQuantity allocatedQuantity }"
+            if warehouse_id is not None
+            else "stockTotals { freeToAllocateQuantity physicalQuantity allocatedQuantity }"
+        )
+        query = f"""query productSizes($where: ProductSizeFilter, $limit: Int{
+            ", $warehouse: Int!" if warehouse_id is not None else ""
+        }) {{
+          productSizes(where: $where, limit: $limit) {{
+            id SKU EAN description productVariant {{ id product {{ productNumber }} }} {stock} }} }}"""
+        wanted = sorted(set(skus))
+        found: dict[str, SizeStock] = {}
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start : start + 200]
+            variables = {"where": {"SKU": chunk}, "limit": 200}
+            if warehouse_id is not None:
+                variables["warehouse"] = warehouse_id
+            rows = self.execute(query, variables, operation="productSizes")["productSizes"]
+            for size in rows:
+                totals = (
+                    size["stock"][0]
+                    if warehouse_id is not None and size["stock"]
+                    else size.get("stockTotals")
+                    or {"freeToAllocateQuantity": 0, "physicalQuantity": 0, "allocatedQuantity": 0}
+                )
+                found[size["SKU"]] = SizeStock(
+                    size_id=size["id"],
+                    sku=size["SKU"],
+                    ean=size.get("EAN"),
+                    size_name=size["description"],
+                    variant_id=size["productVariant"]["id"],
+                    product_number=size["productVariant"]["product"]["productNumber"],
+                    free_to_allocate=totals["freeToAllocateQuantity"],
+                    physical=totals["physicalQuantity"],
+                    allocated=totals["allocatedQuantity"],
+                )
+        return found
+
     def set_stock(self, *, warehouse_id: int, levels: list[StockLevel], description: str) -> MutationResult:
         """Set absolute physical stock for many sizes of many variants in one mutation. Absolute values make a
         repeat harmless, so a call that may or may not have landed is simply sent again."""

@@ -1,7 +1,8 @@
 """The flows: one module per kind of movement. Importing this package registers each flow's retry handler."""
 
-from syncs.flows import order_import
+from syncs.flows import order_import, stock_push
 
 FLOWS = {
     order_import.FLOW: order_import.order_import_run,
+    stock_push.FLOW: stock_push.stock_push_run,
 }

@@ -26,6 +26,7 @@ class Command(BaseCommand):
         Channel.objects.update_or_create(
             code="marketplace", defaults={"name": "Marketplace", "system": "marketplace", "centra_market_id": 2}
         )
+        Channel.objects.update_or_create(code="centra", defaults={"name": "Centra web shop", "system": "centra"})
         # Retailers order standard and express; nominated-day delivery is left unmapped on purpose.
         for method, option in (("standard", "standard"), ("express", "express")):
             ShippingMethodMapping.objects.update_or_create(
@@ -35,11 +36,13 @@ class Command(BaseCommand):
             CarrierMapping.objects.update_or_create(
                 system="virtualstock", centra_carrier=carrier, centra_service=service, defaults={"target_code": code}
             )
-        known = set(SkuMapping.objects.filter(system="virtualstock").values_list("centra_sku", flat=True))
-        new = [
-            SkuMapping(system="virtualstock", centra_sku=size.sku, external_code=size.sku, ean=size.ean)
-            for _, _, size in world.sizes()
-            if size.sku not in known
-        ]
+        new = []
+        for system in ("virtualstock", "marketplace"):
+            known = set(SkuMapping.objects.filter(system=system).values_list("centra_sku", flat=True))
+            new += [
+                SkuMapping(system=system, centra_sku=size.sku, external_code=size.sku, ean=size.ean)
+                for _, _, size in world.sizes()
+                if size.sku not in known
+            ]
         bulk_create_with_history(new, SkuMapping, batch_size=1000)
-        self.stdout.write(f"Demo set up: 2 channels, {len(new)} new SKU mappings, shipping and carrier mappings.")
+        self.stdout.write(f"Demo set up: 3 channels, {len(new)} new SKU mappings, shipping and carrier mappings.")

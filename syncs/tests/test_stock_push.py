@@ -1,0 +1,204 @@
+"""Stock push end to end: Fulfil as the stock master, Centra, Virtualstock and the marketplace as channels, all
+over HTTP against the sandbox."""
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from exceptions.models import Status, SyncException
+from exceptions.services import exception_run_retry
+from mappings.models import Channel, SkuMapping, StockBuffer
+from syncs.flows.stock_push import FLOW, Reading, _push_channel, stock_push_run
+from syncs.models import StockState
+
+SKUS = {"TEE100BLKS": 10, "TEE100BLKM": 4, "TEE100BLKL": 25}
+CENTRA_TEE = {
+    "name": "Organic Cotton Tee",
+    "productNumber": "TEE100",
+    "prices": {"2": "29.00"},
+    "variants": [
+        {
+            "name": "Black",
+            "variantNumber": "BLK",
+            "sizes": [{"sizeNumber": size, "name": size, "stock": {"1": 0}} for size in ("S", "M", "L")],
+        }
+    ],
+}
+
+
+def fulfil_stock(control, quantities: dict[str, int]) -> None:
+    control("fulfil").seed(
+        products=[
+            {"code": sku, "name": sku, "list_price": "29.00", "quantity_on_hand": qty}
+            for sku, qty in quantities.items()
+        ]
+    )
+
+
+@pytest.fixture
+def stock(connected, control, settings, db):
+    settings.STOCK_MASTER = "fulfil"
+    settings.STOCK_ZERO_GUARD_MIN = 1
+    settings.STOCK_ZERO_GUARD_SHARE = 0.5
+    fulfil_stock(control, SKUS)
+    control("centra").seed(products=[CENTRA_TEE])
+    control("virtualstock").seed(products=[{"id": 700 + n, "part_number": sku} for n, sku in enumerate(SKUS)])
+    control("marketplace").seed(offers=[{"sku": sku, "title": sku, "price": "29.00"} for sku in SKUS])
+    for code, system in (("centra", "centra"), ("john-lewis", "virtualstock"), ("zalando", "marketplace")):
+        Channel.objects.create(code=code, name=code, system=system)
+    for system in ("virtualstock", "marketplace"):
+        SkuMapping.objects.bulk_create([SkuMapping(system=system, centra_sku=sku, external_code=sku) for sku in SKUS])
+    for simulator in ("centra", "virtualstock", "marketplace"):
+        requests.post(f"{connected.url}/{simulator}/_sandbox/calls/clear", timeout=5)
+    return control
+
+
+def on_channels(control) -> dict[str, dict[str, int]]:
+    centra = control("centra").state()
+    sizes = {size["id"]: size["SKU"] for size in centra["sizes"].values()}
+    centra_free = {}
+    for key, level in centra["stock"].items():
+        size_id, warehouse = key.split(":")
+        if warehouse == "1":
+            centra_free[sizes[int(size_id)]] = level["physical"] - level["allocated"]
+    vs = {
+        p["part_number"]: p["data"]["supplier_free_stock"] for p in control("virtualstock").state()["products"].values()
+    }
+    market = {o["sku"]: o["quantity"] for o in control("marketplace").state()["offers"].values()}
+    return {"centra": centra_free, "john-lewis": vs, "zalando": market}
+
+
+def writes(control) -> list[str]:
+    operations = (
+        control("centra").operations() + control("virtualstock").operations() + control("marketplace").operations()
+    )
+    return [op for op in operations if op in ("setStock", "product_stock", "stock_update")]
+
+
+def test_a_full_run_leaves_every_channel_with_its_available_to_sell(stock):
+    StockBuffer.objects.create(channel=Channel.objects.get(code="zalando"), buffer=2)
+    StockBuffer.objects.create(channel=Channel.objects.get(code="john-lewis"), centra_sku="TEE100BLKL", max_quantity=5)
+    summary = stock_push_run(full=True)
+    assert summary.failed == 0 and summary.exceptions == 0
+    assert on_channels(stock) == {
+        "centra": {"TEE100BLKS": 10, "TEE100BLKM": 4, "TEE100BLKL": 25},
+        "john-lewis": {"TEE100BLKS": 10, "TEE100BLKM": 4, "TEE100BLKL": 5},
+        "zalando": {"TEE100BLKS": 8, "TEE100BLKM": 2, "TEE100BLKL": 23},
+    }
+    # Centra takes all three sizes in one mutation; Virtualstock one product a call; the marketplace one batch.
+    assert writes(stock).count("setStock") == 1
+    assert stock("virtualstock").operations().count("product_stock") == 3
+    assert stock("marketplace").operations().count("stock_update") == 1
+
+
+def test_a_second_run_makes_no_write_calls(stock):
+    stock_push_run()
+    for simulator in ("centra", "virtualstock", "marketplace"):
+        requests.post(f"{stock('centra').url.rsplit('/', 1)[0]}/{simulator}/_sandbox/calls/clear", timeout=5)
+    summary = stock_push_run()
+    assert (summary.changed, summary.pushed) == (0, 0)
+    assert writes(stock) == []
+
+
+def test_one_master_change_reaches_every_channel_in_one_incremental_run(stock):
+    stock_push_run()
+    fulfil_stock(stock, {"TEE100BLKM": 1})
+    summary = stock_push_run(skus=["TEE100BLKM"])
+    assert summary.pushed == 3
+    assert {channel: values["TEE100BLKM"] for channel, values in on_channels(stock).items()} == {
+        "centra": 1,
+        "john-lewis": 1,
+        "zalando": 1,
+    }
+
+
+def test_stock_reserved_for_open_orders_is_not_offered(stock):
+    stock("fulfil").seed(
+        sales=[
+            {
+                "reference": "1001",
+                "state": "processing",
+                "party": {
+                    "name": "Alva",
+                    "addresses": [["create", [{"street": "1 Main St", "city": "Stockholm", "country": 1}]]],
+                },
+                "lines": [{"product": "TEE100BLKS", "quantity": 3, "unit_price": "29.00"}],
+            }
+        ]
+    )
+    stock_push_run()
+    state = StockState.objects.get(channel__code="centra", sku="TEE100BLKS")
+    assert (state.master_on_hand, state.master_statuses, state.ats) == (10, {"reserved": 3}, 7)
+    assert {channel: values["TEE100BLKS"] for channel, values in on_channels(stock).items()} == {
+        "centra": 7,
+        "john-lewis": 7,
+        "zalando": 7,
+    }
+
+
+def test_an_older_reading_never_overwrites_a_newer_one(stock):
+    channel = Channel.objects.get(code="zalando")
+    now = timezone.now()
+    newer = {"TEE100BLKS": Reading("TEE100BLKS", 7, {}, now)}
+    older = {"TEE100BLKS": Reading("TEE100BLKS", 30, {}, now - timedelta(minutes=5))}
+    _push_channel(channel, newer, set(), full=False, approve_zero_out=False)
+    _push_channel(channel, older, set(), full=False, approve_zero_out=False)
+    state = StockState.objects.get(channel=channel, sku="TEE100BLKS")
+    assert (state.ats, state.pushed_value, state.master_on_hand) == (7, 7, 7)
+    assert on_channels(stock)["zalando"]["TEE100BLKS"] == 7
+
+
+def test_a_push_that_would_empty_the_storefront_is_held_until_approved(stock):
+    stock_push_run()
+    fulfil_stock(stock, dict.fromkeys(SKUS, 0))  # bad master data: everything at zero
+    summary = stock_push_run()
+    assert summary.held == 9 and summary.pushed == 0
+    held = SyncException.objects.filter(kind="stock_push_held")
+    assert held.count() == 3 and all(e.team == "operations" for e in held)
+    assert on_channels(stock)["centra"]["TEE100BLKS"] == 10  # still selling what it had
+    approval = held.get(object_ref="centra:zero-out")
+    SyncException.objects.filter(pk=approval.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=approval.pk) is True
+    assert on_channels(stock)["centra"] == dict.fromkeys(SKUS, 0)
+
+
+def test_an_unmapped_sku_on_one_channel_is_one_exception_and_the_others_update(stock):
+    SkuMapping.objects.filter(system="virtualstock", centra_sku="TEE100BLKM").delete()
+    stock_push_run()
+    stock_push_run()
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.object_ref, exception.occurrences) == ("unmapped_sku", "john-lewis:TEE100BLKM", 2)
+    channels = on_channels(stock)
+    assert channels["john-lewis"]["TEE100BLKM"] == 0 and channels["john-lewis"]["TEE100BLKS"] == 10
+    assert channels["centra"]["TEE100BLKM"] == 4 and channels["zalando"]["TEE100BLKM"] == 4
+
+
+def test_with_server_errors_and_timeouts_repeated_runs_converge_with_nothing_lost(stock, settings):
+    from syncs import connections
+
+    for simulator in ("centra", "virtualstock", "marketplace"):
+        stock(simulator).faults(error_rate=0.2, error_status=503, timeout_rate=0.05, timeout_seconds=0.5)
+    for client in (connections.centra(), connections.virtualstock(), connections.marketplace()):
+        client.session.timeouts = type(client.session.timeouts)(connect=1, read=0.3)
+        client.session.retry = type(client.session.retry)(attempts=2, base_delay=0.01)
+    for _ in range(8):
+        stock_push_run()
+        if not StockState.objects.exclude(pushed_value=models_ats()).exists():
+            break
+    for simulator in ("centra", "virtualstock", "marketplace"):
+        stock(simulator).faults()
+    stock_push_run()
+    assert on_channels(stock) == {
+        "centra": SKUS,
+        "john-lewis": SKUS,
+        "zalando": SKUS,
+    }
+    assert not SyncException.objects.filter(flow=FLOW, status__in=["open", "retrying"]).exists()
+
+
+def models_ats():
+    from django.db.models import F
+
+    return F("ats")
