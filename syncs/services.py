@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django_q.tasks import async_task
 
 from syncs.connectors import centra, fulfil, marketplace
 from syncs.connectors.errors import WebhookRejected
@@ -41,7 +42,9 @@ def webhook_receive(*, system: str, body: bytes, headers: Mapping[str, str]) -> 
     digest = hashlib.sha256((headers.get(signature_header) or "").encode() + b"\n" + body).hexdigest()
     try:
         with transaction.atomic():
-            return InboundWebhook.objects.create(system=system, digest=digest, payload=payload), True
+            stored = InboundWebhook.objects.create(system=system, digest=digest, payload=payload)
     except IntegrityError:
         logger.info("%s webhook delivered again; kept once", system)
         return InboundWebhook.objects.get(system=system, digest=digest), False
+    transaction.on_commit(lambda: async_task("syncs.tasks.process_webhook", stored.pk))
+    return stored, True

@@ -1,6 +1,8 @@
 """django-q2 entry points of the syncs. Thin: each calls a flow through the run bookkeeping."""
 
 from syncs.flows import FLOWS
+from syncs.flows.stock_push import stock_reconcile_if_due, velocity_refresh
+from syncs.flows.webhooks import webhook_process
 from syncs.notifications import send_team_digests
 from syncs.runs import run_flow
 
@@ -13,3 +15,18 @@ def run(flow: str, trigger: str = "schedule") -> int:
 def send_digests() -> dict[str, str]:
     """Scheduled every 5 minutes: each team's digest whose interval has passed."""
     return send_team_digests()
+
+
+def process_webhook(webhook_id: int) -> str:
+    """Enqueued when a webhook is kept: act on it within seconds."""
+    return webhook_process(webhook_id=webhook_id)
+
+
+def stock_reconcile() -> bool:
+    """Scheduled: the full stock reconcile, when STOCK_FULL_RECONCILE_MINUTES have passed since the last."""
+    return stock_reconcile_if_due()
+
+
+def stock_velocity() -> int:
+    """Scheduled daily: sales velocities from Inventory Planner, for the risk order of stock pushes."""
+    return velocity_refresh()

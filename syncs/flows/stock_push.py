@@ -12,10 +12,12 @@ A full run also reads what each channel actually shows, reports drift (the chann
 and repairs it, and raises ``stock_stale`` for pairs the channel has not confirmed for too long.
 """
 
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -57,6 +59,7 @@ class PushSummary:
     failed: int = 0
     api_calls: int = 0
     exceptions: int = 0
+    full: bool = False
     channels: dict = field(default_factory=dict)
 
 
@@ -114,7 +117,7 @@ def stock_push_run(
     """Push what changed (for ``skus`` only when given) to every channel, or one. ``full`` also reads each channel's
     actual stock and repairs drift. Returns the counts; failures are exceptions, never raised, except a stock
     master that cannot be read at all."""
-    summary = PushSummary()
+    summary = PushSummary(full=full)
     readings = read_master(skus)
     summary.examined = len(readings)
     subtracted = _subtracted(readings)
@@ -577,3 +580,38 @@ def retry(exception) -> None:
 
 
 register_retry_handler(FLOW, retry)
+
+
+def velocity_refresh() -> int:
+    """Take each SKU's sales velocity (units a day) from Inventory Planner's forecast, for the risk order.
+    Returns how many SKU × channel states changed."""
+    velocities = {
+        variant.sku: variant.velocity_per_day
+        for variant in connections.inventory_planner().variants()
+        if variant.velocity_per_day is not None
+    }
+    changed = []
+    for state in StockState.objects.filter(sku__in=list(velocities)).only("id", "sku", "velocity").iterator():
+        velocity = velocities[state.sku].quantize(Decimal("0.001"))
+        if state.velocity != velocity:
+            state.velocity = velocity
+            changed.append(state)
+    StockState.objects.bulk_update(changed, ["velocity"], batch_size=2000)
+    return len(changed)
+
+
+def stock_reconcile_if_due() -> bool:
+    """Run the full reconcile when the last one is older than STOCK_FULL_RECONCILE_MINUTES. Returns whether it ran."""
+    from syncs.models import SyncRun
+    from syncs.runs import run_flow
+
+    last = (
+        SyncRun.objects.filter(flow=FLOW, summary__full=True, status=SyncRun.Status.SUCCEEDED)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    if last and timezone.now() - last < timedelta(minutes=settings.STOCK_FULL_RECONCILE_MINUTES):
+        return False
+    run_flow(flow=FLOW, action=functools.partial(stock_push_run, full=True), trigger="schedule")
+    return True

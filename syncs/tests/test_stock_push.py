@@ -202,3 +202,80 @@ def models_ats():
     from django.db.models import F
 
     return F("ats")
+
+
+def reserve_in_fulfil(quantity: int) -> int:
+    """A sale processed in Fulfil reserves stock there, as an order placed elsewhere would."""
+    from decimal import Decimal
+
+    from syncs import connections
+    from syncs.connectors.fulfil import Address, Customer, DraftLine, SaleDraft
+
+    client = connections.fulfil()
+    address = Address(name="Alva Lind", street="1 Main St", city="Stockholm", zip="11122", country_code="SE")
+    sale_id = client.create_sale(
+        SaleDraft(
+            reference="WEB-77",
+            customer=Customer(name="Alva Lind", email="alva@example.com"),
+            invoice_address=address,
+            shipment_address=address,
+            currency_code="EUR",
+            lines=(DraftLine(product_code="TEE100BLKS", quantity=quantity, unit_price=Decimal("29.00")),),
+        )
+    )
+    client.confirm_sale(sale_id)
+    return sale_id
+
+
+def test_a_fulfil_inventory_webhook_pushes_just_those_skus(stock, connected, settings):
+    from syncs.flows.webhooks import webhook_process
+    from syncs.models import InboundWebhook
+
+    stock_push_run()
+    fulfil = connected.simulator("fulfil")
+    sent = []
+    fulfil.webhook_url, fulfil.webhook_secret = "http://127.0.0.1:9/", settings.CONNECTIONS["fulfil"]["webhook_secret"]
+    fulfil.sign_and_send = sent.append  # keep what Fulfil would send, to hand it over as the console would
+    try:
+        reserve_in_fulfil(4)
+        connected.app.outbox.join()
+    finally:
+        del fulfil.sign_and_send
+        fulfil.webhook_url = None
+    [announcement] = [item for item in sent if item["event"] == "product.product.inventory_level_changed"]
+    webhook = InboundWebhook.objects.create(
+        system="fulfil", digest="d1", payload={"event": announcement["event"], "payload": announcement["data"]}
+    )
+    assert webhook_process(webhook_id=webhook.pk).startswith("stock pushed for 1 SKU(s)")
+    assert webhook_process(webhook_id=webhook.pk) == "already processed"
+    assert {channel: values["TEE100BLKS"] for channel, values in on_channels(stock).items()} == {
+        "centra": 6,
+        "john-lewis": 6,
+        "zalando": 6,
+    }
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_master_change_reaches_every_channel_within_seconds_through_webhook_and_worker(
+    stock, connected, live_server, worker_cluster, settings
+):
+    import time
+
+    stock_push_run()
+    fulfil = connected.simulator("fulfil")
+    fulfil.webhook_url = f"{live_server.url}/webhooks/fulfil/"
+    fulfil.webhook_secret = settings.CONNECTIONS["fulfil"]["webhook_secret"]
+    try:
+        reserve_in_fulfil(3)
+        deadline = time.monotonic() + 60  # a bound on the wait, not a speed test
+        while time.monotonic() < deadline:
+            if {values["TEE100BLKS"] for values in on_channels(stock).values()} == {7}:
+                break
+            time.sleep(0.2)
+    finally:
+        fulfil.webhook_url = None
+    assert {channel: values["TEE100BLKS"] for channel, values in on_channels(stock).items()} == {
+        "centra": 7,
+        "john-lewis": 7,
+        "zalando": 7,
+    }
