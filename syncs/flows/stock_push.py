@@ -357,7 +357,7 @@ def _heal(channel: Channel, skus: list[str]) -> None:
             "object_ref", flat=True
         )
     )
-    healed = [f"{prefix}{sku}" for sku in skus if f"{prefix}{sku}" in active]
+    healed = [ref for sku in skus for ref in (f"{prefix}{sku}", f"{prefix}{sku}:stale") if ref in active]
     if healed:
         objects_succeeded(flow=FLOW, object_refs=healed)
 

@@ -279,3 +279,18 @@ def test_a_master_change_reaches_every_channel_within_seconds_through_webhook_an
         "john-lewis": 7,
         "zalando": 7,
     }
+
+
+def test_a_pair_the_channel_has_not_confirmed_for_too_long_is_stale_until_it_is(stock, settings):
+    stock_push_run()
+    channel = Channel.objects.get(code="john-lewis")
+    long_ago = timezone.now() - timedelta(hours=5)
+    StockState.objects.filter(channel=channel, sku="TEE100BLKM").update(acknowledged_at=long_ago, pushed_value=99)
+    stock("virtualstock").faults(error_rate=1.0, error_status=400, fail_operations=["product_stock"])
+    stock_push_run(full=True)
+    stale = SyncException.objects.get(kind="stock_stale")
+    assert (stale.object_ref, stale.team, stale.status) == ("john-lewis:TEE100BLKM:stale", "operations", Status.OPEN)
+    stock("virtualstock").faults()
+    stock_push_run(full=True)
+    stale.refresh_from_db()
+    assert stale.status == Status.RESOLVED
