@@ -1,3 +1,4 @@
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -16,7 +17,8 @@ class InboundWebhook(models.Model):
     system = models.CharField(max_length=30)
     digest = models.CharField(max_length=64, help_text="SHA-256 of the signature and body: one row per delivery.")
     received_at = models.DateTimeField(auto_now_add=True)
-    payload = models.JSONField()
+    # Verified payloads may hold dates and amounts (Fulfil's typed values): kept as their ISO / decimal strings.
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
     processed_at = models.DateTimeField(null=True, blank=True)
 

@@ -3,7 +3,9 @@
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
@@ -31,6 +33,11 @@ class RunCounter:
 def run_flow(*, flow: str, action: Callable[..., object], trigger: str) -> SyncRun:
     """Run ``action(counter=…)`` as one SyncRun of ``flow`` and record its outcome; returns the finished run.
     A flow that raises (a connection down for the whole run) is recorded as failed and the error re-raised."""
+    # A run still "running" past the task time limit lost its worker: say so rather than leave it running forever.
+    cutoff = timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
+    SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__lt=cutoff).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(), error="The worker running it stopped."
+    )
     run = SyncRun.objects.create(flow=flow, trigger=trigger)
     counter = RunCounter(run)
     started = time.monotonic()

@@ -14,6 +14,7 @@ and repairs it, and raises ``stock_stale`` for pairs the channel has not confirm
 
 import functools
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,6 +55,7 @@ class PushSummary:
     examined: int = 0
     changed: int = 0
     pushed: int = 0
+    pending: int = 0  # changes left for the next run when this one's time budget ran out
     held: int = 0
     drift: int = 0
     failed: int = 0
@@ -138,7 +140,7 @@ def stock_push_run(
             summary.channels[channel.code] = {"error": str(error)}
             continue
         objects_succeeded(flow=FLOW, object_refs=[f"{channel.code}:push"])
-        for name in ("changed", "pushed", "held", "drift", "failed", "api_calls", "exceptions"):
+        for name in ("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"):
             setattr(summary, name, getattr(summary, name) + outcome[name])
         summary.channels[channel.code] = outcome
     if counter:
@@ -174,7 +176,7 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
 def _push_channel(
     channel: Channel, readings: dict[str, Reading], subtracted: set[str], *, full: bool, approve_zero_out: bool
 ) -> dict:
-    outcome = dict.fromkeys(("changed", "pushed", "held", "drift", "failed", "api_calls", "exceptions"), 0)
+    outcome = dict.fromkeys(("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"), 0)
     writer = WRITERS[channel.system](channel)
     states = _states_for(channel, readings)
     blocked = {
@@ -203,6 +205,7 @@ def _push_channel(
     for state, error in refused:
         _fail(channel, state, error)
     outcome["pushed"], outcome["failed"] = len(accepted), len(refused)
+    outcome["pending"] = len(sendable) - len(accepted) - len(refused)
     outcome["exceptions"] += len(refused)
     _heal(channel, [state.sku for state, _ in accepted])
     return outcome
@@ -387,13 +390,19 @@ def _raise_stale(channel: Channel, states: dict[str, StockState]) -> None:
 
 
 class Writer:
-    """Speaks one channel's stock API through its connector."""
+    """Speaks one channel's stock API through its connector. A run stops writing when its time budget is spent
+    (the riskiest changes went first); what is left stays pending for the next run."""
 
     system = ""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.calls = 0
+        self.deadline = time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS
+
+    @property
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.deadline
 
     def codes_for(self, skus: list[str]) -> dict[str, str]:
         """{centra sku: the channel's code} for the SKUs the channel knows; the rest are unmapped."""
@@ -441,6 +450,8 @@ class CentraWriter(Writer):
             if s.sku not in sizes
         ]
         for start in range(0, len(known), CENTRA_SIZES_PER_MUTATION):
+            if self.out_of_time:
+                break
             batch = known[start : start + CENTRA_SIZES_PER_MUTATION]
             # Centra's own unshipped orders are allocated from the same stock: add them back, so what Centra
             # has free to allocate is exactly what the channel may sell.
@@ -492,6 +503,8 @@ class VirtualstockWriter(Writer):
         client = connections.virtualstock()
         accepted, refused = [], []
         for state in states:
+            if self.out_of_time:
+                break  # one product a call at 250 a minute: the rest waits for the next run
             if state.sku not in ids:
                 refused.append((state, MissingMapping(kind="sku", system=self.system, key={"code": codes[state.sku]})))
                 continue

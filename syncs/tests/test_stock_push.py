@@ -294,3 +294,45 @@ def test_a_pair_the_channel_has_not_confirmed_for_too_long_is_stale_until_it_is(
     stock_push_run(full=True)
     stale.refresh_from_db()
     assert stale.status == Status.RESOLVED
+
+
+def test_a_run_whose_time_budget_is_spent_leaves_the_rest_for_the_next(stock, settings):
+    settings.STOCK_PUSH_MAX_SECONDS = 0
+    first = stock_push_run(channel_code="john-lewis")
+    assert (first.pushed, first.pending, first.failed) == (0, 3, 0)
+    settings.STOCK_PUSH_MAX_SECONDS = 60
+    second = stock_push_run(channel_code="john-lewis")
+    assert (second.pushed, second.pending) == (3, 0)
+    assert on_channels(stock)["john-lewis"] == SKUS
+
+
+@pytest.mark.django_db
+def test_a_fulfil_webhook_with_dates_is_kept(client, settings):
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from syncs.models import InboundWebhook
+
+    body = json.dumps(
+        [
+            {
+                "timestamp": {"__class__": "datetime", "iso_string": "2026-11-26T04:28:29"},
+                "product_code": "TEE100BLKS",
+                "product_id": 1,
+                "warehouse_quantities": [{"warehouse_id": 4, "quantity_on_hand": 3, "quantity_available": 3}],
+            }
+        ]
+    )
+    key = base64.b64decode(settings.CONNECTIONS["fulfil"]["webhook_secret"])
+    signature = base64.b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()).decode()
+    response = client.post(
+        "/webhooks/fulfil/",
+        data=body,
+        content_type="application/json",
+        headers={"X-Fulfil-Hmac-SHA256": signature, "X-Fulfil-Event": "product.product.inventory_level_changed"},
+    )
+    assert response.status_code == 202
+    stored = InboundWebhook.objects.get()
+    assert stored.payload["payload"][0]["timestamp"].startswith("2026-11-26T04:28:29")
