@@ -61,3 +61,9 @@ def run_flow(*, flow: str, action: Callable[..., object], trigger: str) -> SyncR
     )
     run.refresh_from_db()
     return run
+
+
+def flow_running(flow: str) -> bool:
+    """Whether a run of ``flow`` started within the task time limit is still going."""
+    cutoff = timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
+    return SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__gte=cutoff).exists()

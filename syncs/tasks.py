@@ -4,11 +4,14 @@ from syncs.flows import FLOWS
 from syncs.flows.stock_push import stock_reconcile_if_due, velocity_refresh
 from syncs.flows.webhooks import webhook_process
 from syncs.notifications import send_team_digests
-from syncs.runs import run_flow
+from syncs.runs import flow_running, run_flow
 
 
-def run(flow: str, trigger: str = "schedule") -> int:
-    """Run one flow once; returns the SyncRun's id."""
+def run(flow: str, trigger: str = "schedule") -> int | None:
+    """Run one flow once; returns the SyncRun's id. A scheduled run is skipped while another run of the same flow
+    is still going (a slow API, two clusters): it would only redo the same work."""
+    if trigger == "schedule" and flow_running(flow):
+        return None
     return run_flow(flow=flow, action=FLOWS[flow], trigger=trigger).pk
 
 

@@ -293,8 +293,9 @@ STOCK_CENTRA_WAREHOUSE_ID = env.int("STOCK_CENTRA_WAREHOUSE_ID", default=1)
 STOCK_ZERO_GUARD_SHARE = env.float("STOCK_ZERO_GUARD_SHARE", default=0.2)
 STOCK_ZERO_GUARD_MIN = env.int("STOCK_ZERO_GUARD_MIN", default=20)
 # A push run stops writing after this many seconds (the riskiest changes go first; the rest waits for the next
-# run), so it always ends well inside the task time limit even when an API allows one product a call.
-STOCK_PUSH_MAX_SECONDS = env.int("STOCK_PUSH_MAX_SECONDS", default=Q_TIMEOUT // 2)
+# run), so it ends well inside the task time limit and leaves workers free for webhooks, even when an API allows
+# one product a call.
+STOCK_PUSH_MAX_SECONDS = env.int("STOCK_PUSH_MAX_SECONDS", default=min(60, Q_TIMEOUT // 3))
 # A SKU × channel pair not confirmed by the channel for this long raises stock_stale.
 STOCK_STALE_MINUTES = env.int("STOCK_STALE_MINUTES", default=120)
 # Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.

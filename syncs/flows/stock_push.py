@@ -120,12 +120,15 @@ def stock_push_run(
     actual stock and repairs drift. Returns the counts; failures are exceptions, never raised, except a stock
     master that cannot be read at all."""
     summary = PushSummary(full=full)
+    deadline = time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS
     readings = read_master(skus)
     summary.examined = len(readings)
     subtracted = _subtracted(readings)
     for channel in push_channels(channel_code):
         try:
-            outcome = _push_channel(channel, readings, subtracted, full=full, approve_zero_out=approve_zero_out)
+            outcome = _push_channel(
+                channel, readings, subtracted, full=full, approve_zero_out=approve_zero_out, deadline=deadline
+            )
         except ConnectorError as error:  # the channel as a whole cannot be reached: one exception, retried
             failure_record(
                 flow=FLOW,
@@ -174,10 +177,16 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
 
 
 def _push_channel(
-    channel: Channel, readings: dict[str, Reading], subtracted: set[str], *, full: bool, approve_zero_out: bool
+    channel: Channel,
+    readings: dict[str, Reading],
+    subtracted: set[str],
+    *,
+    full: bool,
+    approve_zero_out: bool,
+    deadline: float | None = None,
 ) -> dict:
     outcome = dict.fromkeys(("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"), 0)
-    writer = WRITERS[channel.system](channel)
+    writer = WRITERS[channel.system](channel, deadline or time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS)
     states = _states_for(channel, readings)
     blocked = {
         sku
@@ -395,10 +404,10 @@ class Writer:
 
     system = ""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, deadline: float) -> None:
         self.channel = channel
         self.calls = 0
-        self.deadline = time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS
+        self.deadline = deadline
 
     @property
     def out_of_time(self) -> bool:
@@ -616,7 +625,7 @@ def velocity_refresh() -> int:
 def stock_reconcile_if_due() -> bool:
     """Run the full reconcile when the last one is older than STOCK_FULL_RECONCILE_MINUTES. Returns whether it ran."""
     from syncs.models import SyncRun
-    from syncs.runs import run_flow
+    from syncs.runs import flow_running, run_flow
 
     last = (
         SyncRun.objects.filter(flow=FLOW, summary__full=True, status=SyncRun.Status.SUCCEEDED)
@@ -625,6 +634,8 @@ def stock_reconcile_if_due() -> bool:
         .first()
     )
     if last and timezone.now() - last < timedelta(minutes=settings.STOCK_FULL_RECONCILE_MINUTES):
+        return False
+    if flow_running(FLOW):
         return False
     run_flow(flow=FLOW, action=functools.partial(stock_push_run, full=True), trigger="schedule")
     return True
