@@ -7,6 +7,13 @@ if TYPE_CHECKING:
     from exceptions.models import SyncException
 
 RetryHandler = Callable[["SyncException"], None]
+
+
+class AlreadyRecorded(Exception):
+    """Raised by a retry handler whose flow has already recorded the item's failure itself (so the queue must
+    neither record it again nor call it resolved)."""
+
+
 _handlers: dict[str, RetryHandler] = {}
 
 

@@ -20,7 +20,7 @@ from django_q.tasks import async_task
 from console.roles import INTEGRATION_ADMIN, user_roles
 from exceptions.kinds import KINDS, kind
 from exceptions.models import ACTIVE, ExceptionEvent, ExceptionRef, Status, SyncException
-from exceptions.registry import retry_handler
+from exceptions.registry import AlreadyRecorded, retry_handler
 from mappings.services import MissingMapping
 
 # The connectors' typed errors are a leaf module with no imports of ours: reading them here does not make the queue
@@ -62,6 +62,8 @@ def classify(error: BaseException) -> tuple[str, bool]:
     failure is retried automatically or needs a person."""
     if isinstance(error, MissingMapping):
         return error.exception_kind, False
+    if isinstance(error, DataError) and getattr(error, "exception_kind", None):
+        return error.exception_kind, False  # a flow's own refusal that names its kind (totals_mismatch…)
     if isinstance(error, AuthError):
         return "auth_failed", False
     if isinstance(error, TransientError):
@@ -110,8 +112,8 @@ def failure_record(
         "system": system or getattr(error, "system", ""),
         "title": title,
         "message": message,
-        "payload": payload if payload is not None else (exchange.as_dict() if exchange else {}),
-        "response": {"status": exchange.status, "body": exchange.response_body} if exchange else {},
+        "payload": payload if payload is not None else (exchange.as_dict() if exchange else None),
+        "response": {"status": exchange.status, "body": exchange.response_body} if exchange else None,
         "context": context or {},
         "value": value,
         "currency": currency,
@@ -149,9 +151,14 @@ def _record(*, flow, code, object_type, object_ref, transient, fields, refs) -> 
                         first_seen=now,
                         last_seen=now,
                         attempts=1,
-                        **fields,
+                        **{
+                            name: {} if value is None and name in ("payload", "response") else value
+                            for name, value in fields.items()
+                        },
                     )
             except IntegrityError:  # another worker recorded it a moment ago: count this one on that row
+                if not SyncException.objects.filter(flow=flow, kind=code, object_ref=object_ref).exists():
+                    raise
                 return _record(
                     flow=flow,
                     code=code,
@@ -169,14 +176,23 @@ def _record(*, flow, code, object_type, object_ref, transient, fields, refs) -> 
             action = Action.OCCURRED_AGAIN if exception.is_active else Action.REOPENED
             # Polling meets a blocked item again and again: count it, but write the timeline only when something
             # is new (a different error, a reopening, an automatic retry), so history stays readable.
-            repeat = exception.status == Status.OPEN and exception.message == fields["message"] and not transient
+            same = exception.message == fields["message"]
+            repeat = exception.status == Status.OPEN and same and not transient
+            if exception.status == Status.IGNORED and same:
+                # Someone decided this failure needs no fixing: the same failure again is counted, not reopened.
+                exception.occurrences += 1
+                exception.last_seen = now
+                exception.save(update_fields=["occurrences", "last_seen"])
+                return exception
             for name, value in fields.items():
-                setattr(exception, name, value)
+                if value is not None or name not in ("payload", "response"):
+                    setattr(exception, name, value)
+            if not exception.is_active:
+                exception.resolved_at, exception.resolved_by, exception.resolution_note = None, None, ""
+                exception.attempts = 0  # a new outage gets its own automatic attempts
             exception.occurrences += 1
             exception.attempts += 1
             exception.last_seen = now
-            if not exception.is_active:
-                exception.resolved_at, exception.resolved_by, exception.resolution_note = None, None, ""
         exhausted = exception.attempts >= settings.EXCEPTION_AUTO_RETRIES
         if transient and not exhausted:
             exception.status = Status.RETRYING
@@ -375,6 +391,9 @@ def exception_run_retry(*, exception_id: int) -> bool:
     exception = SyncException.objects.get(pk=exception_id)
     try:
         retry_handler(exception.flow)(exception)
+    except AlreadyRecorded:
+        _retry_failed_recorded(exception)
+        return False
     except Exception as error:  # the flow's own errors, and defects: both must land back in the queue
         if not isinstance(error, MissingMapping | ConnectorError):
             logger.exception("retrying exception %s failed unexpectedly", exception_id)
@@ -388,6 +407,7 @@ def exception_run_retry(*, exception_id: int) -> bool:
             system=exception.system,
             value=exception.value,
             currency=exception.currency,
+            refs=list(exception.refs.values_list("ref", flat=True)),
             context=exception.context,
         )
         if recorded.pk != exception.pk:  # it moved on to a different problem: this one is behind it
@@ -395,6 +415,25 @@ def exception_run_retry(*, exception_id: int) -> bool:
         return False
     objects_succeeded(flow=exception.flow, object_refs=[exception.object_ref], note="Retried and it went through.")
     return True
+
+
+def _retry_failed_recorded(exception: SyncException) -> None:
+    """The flow recorded the failure itself: release the claim and, if it is still waiting on an automatic retry,
+    space the next one out rather than leave it claimed."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = SyncException.objects.select_for_update().get(pk=exception.pk)
+        current.claimed_at = None
+        if current.status == Status.RETRYING and (current.next_retry_at is None or current.next_retry_at <= now):
+            current.attempts += 1
+            if current.attempts >= settings.EXCEPTION_AUTO_RETRIES:
+                current.status, current.next_retry_at = Status.OPEN, None
+            else:
+                current.next_retry_at = now + _backoff(current.attempts)
+        current.save(update_fields=["claimed_at", "attempts", "status", "next_retry_at"])
+        ExceptionEvent.objects.create(
+            exception=current, at=now, action=Action.RETRY_FAILED, note="Retried; it still does not go through."
+        )
 
 
 def _title_for(code: str, exception: SyncException) -> str:

@@ -261,12 +261,21 @@ class VirtualstockClient:
     # --- orders -----------------------------------------------------------------------------------------------
 
     def orders(self, *, status: str = "ORDER", reference: str | None = None) -> Iterator[Order]:
-        """Orders in ``status`` (ORDER: new and not yet acknowledged), oldest first, every page."""
+        """Orders in ``status`` (ORDER: new and not yet acknowledged), oldest first, every page. An order in a shape
+        that cannot be read raises TransientError; ``raw_orders`` + ``parse_order`` let a caller skip just it."""
+        for raw in self.raw_orders(status=status, reference=reference):
+            yield self.parse_order(raw)
+
+    def raw_orders(self, *, status: str = "ORDER", reference: str | None = None) -> Iterator[dict]:
+        """The orders as Virtualstock sent them, every page."""
         params = {"status": status}
         if reference:
             params["order_reference"] = reference
-        for raw in self._pages("/restapi/v4/orders/", "orders_list", params):
-            yield self._order(raw, "orders_list")
+        yield from self._pages("/restapi/v4/orders/", "orders_list", params)
+
+    def parse_order(self, raw: dict) -> Order:
+        """One order from its raw form. Raises TransientError naming what is wrong with its shape."""
+        return self._order(raw, "orders_list")
 
     def order(self, order_id: int) -> Order:
         return self._order(self._json("GET", f"/restapi/v4/orders/{order_id}/", "order_get"), "order_get")

@@ -21,7 +21,7 @@ from mappings.money import is_exact, minor_unit
 from mappings.services import MissingMapping, centra_sku_for, shipping_method_for
 from syncs import connections
 from syncs.connectors.centra import ExternalOrder, OrderNumberTaken
-from syncs.connectors.errors import DataError
+from syncs.connectors.errors import DataError, TransientError
 from syncs.connectors.virtualstock import LineQuantity, Order
 from syncs.models import Link
 from syncs.runs import RunCounter
@@ -44,49 +44,80 @@ def object_ref(source: str, reference: str) -> str:
 
 def order_import_run(*, counter: RunCounter | None = None) -> ImportSummary:
     """Import every new order of every active Virtualstock channel. Each order succeeds or becomes an exception
-    on its own; one bad order never stops the rest."""
+    on its own; one bad order — even one that cannot be read — never stops the rest."""
     summary = ImportSummary()
     client = connections.virtualstock()
     channels = list(Channel.objects.filter(system=System.VIRTUALSTOCK, active=True))
     if not channels:
         return summary
-    for order in client.orders(status="ORDER"):
+    for raw in client.raw_orders(status="ORDER"):
         summary.examined += 1
+        failed_before = summary.failed
+        try:
+            order = client.parse_order(raw)
+        except TransientError as error:
+            summary.failed += 1
+            summary.exception_ids.append(_record_unreadable(raw, error).pk)
+            continue
         channel = _channel_for(order, channels)
         try:
+            if channel is None:
+                raise DataError(
+                    f"No Virtualstock channel is set up for the retailer {order.retailer!r}",
+                    system="switchyard",
+                    operation="order import",
+                )
             fresh = order_import_one(channel=channel, order=order)
         except Exception as error:  # every failure of one order lands in the queue, whatever it is
             summary.failed += 1
-            recorded = _record(channel=channel, order=order, error=error)
+            recorded = _record(channel=channel or channels[0], order=order, error=error, channel_known=bool(channel))
             summary.exception_ids.append(recorded.pk)
         else:
             summary.imported += fresh
             summary.already_imported += not fresh
         if counter:
-            counter.add(examined=1, succeeded=0 if summary.failed else 1)
+            counter.add(
+                examined=1, succeeded=int(summary.failed == failed_before), failed=summary.failed - failed_before
+            )
     return summary
 
 
-def _channel_for(order: Order, channels: list[Channel]) -> Channel:
+def _channel_for(order: Order, channels: list[Channel]) -> Channel | None:
+    """The channel an order belongs to: the only one, or the one whose account names the order's retailer. None
+    when several exist and none matches: an order is never placed under a guessed channel."""
     if len(channels) == 1:
         return channels[0]
     for channel in channels:
         if channel.external_account and channel.external_account.lower() in (order.retailer or "").lower():
             return channel
-    return channels[0]
+    return None
 
 
-def _record(*, channel: Channel, order: Order, error: BaseException):
-    kind_code = "totals_mismatch" if isinstance(error, AmountsDoNotCarry) else None
+def _record_unreadable(raw: dict, error: TransientError):
+    reference = str(raw.get("order_reference") or raw.get("url") or "unknown")
+    return failure_record(
+        flow=FLOW,
+        object_type="order",
+        object_ref=object_ref("virtualstock", reference),
+        error=error,
+        kind_code="validation_failed",
+        title=f"Order {reference} from Virtualstock cannot be read",
+        system="virtualstock",
+        refs=[reference],
+        payload={"order": raw},
+        context={"unreadable": True},
+    )
+
+
+def _record(*, channel: Channel, order: Order, error: BaseException, channel_known: bool = True):
     title = _title(error, order)
     return failure_record(
         flow=FLOW,
         object_type="order",
-        object_ref=object_ref(channel.system, order.reference),
+        object_ref=object_ref(channel.code if channel_known else "virtualstock", order.reference),
         error=error,
         title=title,
         system=getattr(error, "system", "") or channel.system,
-        kind_code=kind_code,
         value=order.total,
         currency=order.currency,
         refs=[order.reference, str(order.id)],
@@ -105,6 +136,8 @@ def _title(error: BaseException, order: Order) -> str:
 
 class AmountsDoNotCarry(DataError):
     """A line's total cannot be split into a unit price exact to the minor unit."""
+
+    exception_kind = "totals_mismatch"
 
 
 def order_import_one(*, channel: Channel, order: Order) -> bool:
@@ -126,15 +159,16 @@ def order_import_one(*, channel: Channel, order: Order) -> bool:
     _acknowledge(order)
     link.acknowledged_at = timezone.now()
     link.save(update_fields=["acknowledged_at", "updated_at"])
-    object_succeeded(flow=FLOW, object_ref=object_ref(channel.system, order.reference))
+    object_succeeded(flow=FLOW, object_ref=object_ref(channel.code, order.reference))
     return created_now
 
 
 def _link_for(channel: Channel, order: Order) -> Link:
     with transaction.atomic():
+        # Retailers may reuse each other's references: an order is known by its channel and its reference.
         link, created = Link.objects.select_for_update().get_or_create(
             kind=Link.Kind.ORDER,
-            source_system=channel.system,
+            source_system=channel.code,
             source_ref=order.reference,
             defaults={"channel": channel, "source_id": str(order.id)},
         )

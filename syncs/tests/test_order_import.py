@@ -227,3 +227,59 @@ def test_retrying_from_the_queue_finds_the_order_already_in_centra_and_creates_n
     assert exception.status == Status.RESOLVED
     assert len(centra_orders(brand)) == 1
     assert brand("centra").operations().count("rest_create_order") == 2  # tried, and refused as already there
+
+
+@pytest.mark.django_db
+def test_two_retailers_may_use_the_same_reference(brand):
+    Channel.objects.filter(code="john-lewis").update(external_account="John Lewis")
+    Channel.objects.create(code="next", name="Next", system="virtualstock", centra_market_id=3, external_account="Next")
+    theirs = vs_order(101, "100234")
+    theirs["retailer"] = {"id": 300, "name": "Next"}
+    brand("virtualstock").seed(orders=[vs_order(100, "100234"), theirs])
+    summary = order_import_run()
+    assert (summary.imported, summary.failed) == (2, 0)
+    assert len(centra_orders(brand)) == 2
+    assert sorted(Link.objects.values_list("source_system", flat=True)) == ["john-lewis", "next"]
+
+
+@pytest.mark.django_db
+def test_an_order_that_cannot_be_read_is_one_exception_and_the_rest_still_import(brand):
+    broken = vs_order(100, "JL-BAD")
+    broken["items"][0]["quantity"] = "two"
+    brand("virtualstock").seed(orders=[broken, vs_order(101, "JL-OK")])
+    summary = order_import_run()
+    assert (summary.examined, summary.imported, summary.failed) == (2, 1, 1)
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.object_ref) == ("validation_failed", "virtualstock:JL-BAD")
+    assert exception.payload["order"]["order_reference"] == "JL-BAD"
+
+
+@pytest.mark.django_db
+def test_an_order_from_a_retailer_with_no_channel_is_never_placed_under_a_guess(brand):
+    Channel.objects.create(code="next", name="Next", system="virtualstock", centra_market_id=3, external_account="Next")
+    Channel.objects.filter(code="john-lewis").update(external_account="John Lewis")
+    stranger = vs_order(100, "SF-1")
+    stranger["retailer"] = {"id": 999, "name": "Selfridges"}
+    brand("virtualstock").seed(orders=[stranger])
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert "No Virtualstock channel is set up for the retailer" in exception.message
+    assert centra_orders(brand) == []
+
+
+@pytest.mark.django_db
+def test_a_totals_mismatch_that_fails_again_on_retry_keeps_its_kind_and_team(brand):
+    from exceptions.services import exception_run_retry
+
+    order = vs_order(100, "JL-3")
+    order["items"][0]["quantity"] = 3
+    order["items"][0]["total"] = "30.01"
+    brand("virtualstock").seed(orders=[order])
+    order_import_run()
+    exception = SyncException.objects.get()
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is False
+    assert SyncException.objects.count() == 1
+    exception.refresh_from_db()
+    assert (exception.kind, exception.team, exception.status) == ("totals_mismatch", "finance", Status.OPEN)
+    assert exception.refs.filter(ref="jl-3").exists()
