@@ -12,6 +12,7 @@ A full run also reads what each channel actually shows, reports drift (the chann
 and repairs it, and raises ``stock_stale`` for pairs the channel has not confirmed for too long.
 """
 
+import contextlib
 import functools
 import logging
 import time
@@ -21,11 +22,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
 
 from exceptions.models import ACTIVE, SyncException
-from exceptions.registry import register_retry_handler
+from exceptions.registry import AlreadyRecorded, register_retry_handler
 from exceptions.services import failure_record, objects_succeeded
 from mappings.models import Bundle, Channel, StockBuffer, System
 from mappings.services import MissingMapping, skus_mapped, stock_statuses
@@ -105,6 +107,24 @@ def push_channels(channel_code: str | None = None) -> list[Channel]:
     return list(channels.order_by("code"))
 
 
+@contextlib.contextmanager
+def channel_lock(channel: Channel):
+    """One stock push per channel at a time, across every worker on every machine (a PostgreSQL advisory lock):
+    a run holding an older reading then finds the newer one already recorded, and leaves it alone. SQLite, the
+    embedded default with one machine, serialises writes itself."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = 0x53544F434B000000 + channel.pk  # "STOCK" and the channel
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
 # --- the run ------------------------------------------------------------------------------------------------------
 
 
@@ -126,9 +146,16 @@ def stock_push_run(
     subtracted = _subtracted(readings)
     for channel in push_channels(channel_code):
         try:
-            outcome = _push_channel(
-                channel, readings, subtracted, full=full, approve_zero_out=approve_zero_out, deadline=deadline
-            )
+            with channel_lock(channel):
+                outcome = _push_channel(
+                    channel,
+                    readings,
+                    subtracted,
+                    full=full,
+                    approve_zero_out=approve_zero_out,
+                    deadline=deadline,
+                    targeted=skus is not None,
+                )
         except ConnectorError as error:  # the channel as a whole cannot be reached: one exception, retried
             failure_record(
                 flow=FLOW,
@@ -184,6 +211,7 @@ def _push_channel(
     full: bool,
     approve_zero_out: bool,
     deadline: float | None = None,
+    targeted: bool = False,
 ) -> dict:
     outcome = dict.fromkeys(("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"), 0)
     writer = WRITERS[channel.system](channel, deadline or time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS)
@@ -199,7 +227,7 @@ def _push_channel(
         _raise_stale(channel, states)
     candidates = [s for s in states.values() if s.sku not in blocked and s.needs_push]
     outcome["changed"] = len(candidates)
-    candidates, held = _hold_zero_outs(channel, states, candidates, approve=approve_zero_out)
+    candidates, held = _hold_zero_outs(channel, states, candidates, approve=approve_zero_out, targeted=targeted)
     outcome["held"] = len(held)
     candidates.sort(key=_risk)
     codes = writer.codes_for([s.sku for s in candidates])
@@ -299,14 +327,20 @@ def _buffers(channel: Channel):
 
 
 def _hold_zero_outs(
-    channel: Channel, states: dict[str, StockState], candidates: list[StockState], *, approve: bool
+    channel: Channel,
+    states: dict[str, StockState],
+    candidates: list[StockState],
+    *,
+    approve: bool,
+    targeted: bool = False,
 ) -> tuple[list[StockState], list[StockState]]:
     zero_outs = [s for s in candidates if s.ats == 0 and (s.pushed_value or 0) > 0]
     selling = sum(1 for s in states.values() if (s.pushed_value or 0) > 0)
     ref = f"{channel.code}:zero-out"
     limit = max(settings.STOCK_ZERO_GUARD_MIN, settings.STOCK_ZERO_GUARD_SHARE * selling)
     if approve or len(zero_outs) <= limit:
-        objects_succeeded(flow=FLOW, object_refs=[ref], note="No unusual zero-out is pending.")
+        if not targeted:  # only a look at the whole catalogue can say a held zero-out is no longer pending
+            objects_succeeded(flow=FLOW, object_refs=[ref], note="No unusual zero-out is pending.")
         return candidates, []
     failure_record(
         flow=FLOW,
@@ -590,15 +624,23 @@ WRITERS = {System.CENTRA: CentraWriter, System.VIRTUALSTOCK: VirtualstockWriter,
 
 
 def retry(exception) -> None:
-    """Re-push what the exception is about (the queue calls this); a held zero-out is sent as approved."""
+    """Re-push what the exception is about (the queue calls this); a held zero-out is sent as approved. Raises
+    AlreadyRecorded when the item still does not go through (the run has recorded why)."""
+    started = timezone.now()
     context = exception.context
-    summary = stock_push_run(
+    stock_push_run(
         channel_code=context.get("channel"),
         skus=context.get("skus"),
         approve_zero_out=bool(context.get("approve_zero_out")),
     )
-    if summary.failed or summary.held:
-        raise DataError(f"{summary.failed} refused, {summary.held} held", system="switchyard", operation="stock push")
+    if SyncException.objects.filter(pk=exception.pk, last_seen__gte=started).exists():
+        raise AlreadyRecorded  # the run met the same failure again
+    if context.get("channel") and context.get("skus") and not context.get("approve_zero_out"):
+        unconfirmed = StockState.objects.filter(channel__code=context["channel"], sku__in=context["skus"]).exclude(
+            pushed_value=F("ats")
+        )
+        if unconfirmed.exists():
+            raise AlreadyRecorded  # not confirmed by the channel yet (it may be down): try again later
 
 
 register_retry_handler(FLOW, retry)

@@ -336,3 +336,25 @@ def test_a_fulfil_webhook_with_dates_is_kept(client, settings):
     assert response.status_code == 202
     stored = InboundWebhook.objects.get()
     assert stored.payload["payload"][0]["timestamp"].startswith("2026-11-26T04:28:29")
+
+
+def test_retrying_a_sku_that_still_cannot_be_pushed_does_not_call_it_resolved(stock):
+    SkuMapping.objects.filter(system="virtualstock", centra_sku="TEE100BLKM").delete()
+    stock_push_run()
+    exception = SyncException.objects.get(flow=FLOW)
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is False
+    exception.refresh_from_db()
+    assert exception.status != Status.RESOLVED and exception.claimed_at is None
+    SkuMapping.objects.create(system="virtualstock", centra_sku="TEE100BLKM", external_code="TEE100BLKM")
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is True
+    assert on_channels(stock)["john-lewis"]["TEE100BLKM"] == 4
+
+
+def test_a_targeted_run_does_not_clear_a_held_zero_out(stock):
+    stock_push_run()
+    fulfil_stock(stock, dict.fromkeys(SKUS, 0))
+    stock_push_run()
+    stock_push_run(skus=["TEE100BLKS"])
+    assert SyncException.objects.filter(kind="stock_push_held", status=Status.OPEN).count() == 3
