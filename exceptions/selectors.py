@@ -2,11 +2,13 @@
 keyset pagination, so the queue answers fast at a million rows."""
 
 import base64
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db.models import F, Field, Func, Q, QuerySet, Value
 from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.utils import timezone
@@ -96,7 +98,9 @@ def queue_page(
     queryset = queryset.order_by(*ordering).select_related("assignee")
     after = _decode(cursor, len(keys))
     if after is not None:
-        queryset = queryset.filter(_after(ordering, keys, after))
+        # A cursor that decodes but holds the wrong kinds of values starts from the beginning.
+        with contextlib.suppress(ValidationError, ValueError, TypeError):
+            queryset = queryset.filter(_after(ordering, keys, after))
     rows = list(queryset[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

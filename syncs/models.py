@@ -11,6 +11,7 @@ class InboundWebhook(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
+        PROCESSING = "processing", "Being processed"
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
 

@@ -35,6 +35,9 @@ def webhook_receive(*, system: str, body: bytes, headers: Mapping[str, str]) -> 
         raise WebhookRejected(f"no webhook secret is configured for {system}")
     try:
         payload = verify(secret=secret, body=body, headers=headers)
+    except TypeError:
+        # A signature with characters no digest has (hmac refuses to compare them): a forgery or garbage.
+        raise WebhookRejected("the signature is malformed") from None
     except ValueError:
         # The configured secret itself is unusable (Fulfil's must be base64): refuse, and say so in the log.
         logger.error("the %s webhook secret is not in the form %s gives it", system, system)
@@ -45,6 +48,10 @@ def webhook_receive(*, system: str, body: bytes, headers: Mapping[str, str]) -> 
             stored = InboundWebhook.objects.create(system=system, digest=digest, payload=payload)
     except IntegrityError:
         logger.info("%s webhook delivered again; kept once", system)
-        return InboundWebhook.objects.get(system=system, digest=digest), False
+        stored = InboundWebhook.objects.get(system=system, digest=digest)
+        if stored.status == InboundWebhook.Status.RECEIVED:
+            # Kept before but perhaps never handed to a worker (the broker was down): hand it over again.
+            transaction.on_commit(lambda: async_task("syncs.tasks.process_webhook", stored.pk))
+        return stored, False
     transaction.on_commit(lambda: async_task("syncs.tasks.process_webhook", stored.pk))
     return stored, True

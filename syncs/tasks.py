@@ -2,7 +2,7 @@
 
 from syncs.flows import FLOWS
 from syncs.flows.stock_push import stock_reconcile_if_due, velocity_refresh
-from syncs.flows.webhooks import webhook_process
+from syncs.flows.webhooks import webhook_process, webhooks_sweep
 from syncs.notifications import send_team_digests
 from syncs.runs import flow_running, run_flow
 
@@ -33,3 +33,8 @@ def stock_reconcile() -> bool:
 def stock_velocity() -> int:
     """Scheduled daily: sales velocities from Inventory Planner, for the risk order of stock pushes."""
     return velocity_refresh()
+
+
+def sweep_webhooks() -> int:
+    """Scheduled every minute: webhooks kept but never handed to a worker."""
+    return webhooks_sweep()

@@ -45,5 +45,24 @@ def test_walking_the_pages_gives_the_full_order_with_ties(sort):
 
 
 def test_an_unreadable_cursor_starts_from_the_beginning():
-    page = queue_page(exception_queue(QueueFilters()), cursor="not-a-cursor")
-    assert page.rows == [] and page.next_cursor is None
+    now = timezone.now()
+    SyncException.objects.bulk_create(
+        [
+            SyncException(
+                flow="f",
+                kind="unmapped_sku",
+                object_type="order",
+                object_ref=f"o{n}",
+                title="t",
+                team="ecommerce",
+                priority=90,
+                first_seen=now,
+                last_seen=now,
+            )
+            for n in range(3)
+        ]
+    )
+    first = queue_page(exception_queue(QueueFilters()), size=2)
+    for cursor in ("not-a-cursor", "WyJ4IiwgInkiLCAieiIsICJ3Il0=", ""):  # garbage; wrong types; empty
+        page = queue_page(exception_queue(QueueFilters()), cursor=cursor, size=2)
+        assert [row.id for row in page.rows] == [row.id for row in first.rows]

@@ -1,6 +1,6 @@
 """The flows: one module per kind of movement. Importing this package registers each flow's retry handler."""
 
-from syncs.flows import order_import, stock_push
+from syncs.flows import order_import, stock_push, webhooks  # noqa: F401 - webhooks registers its retry handler
 
 FLOWS = {
     order_import.FLOW: order_import.order_import_run,

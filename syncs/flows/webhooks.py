@@ -2,40 +2,82 @@
 here by a task within seconds; the scheduled runs are the safety net for anything a webhook never announced."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
+from exceptions.registry import AlreadyRecorded, register_retry_handler
+from exceptions.services import failure_record, object_succeeded
 from mappings.models import System
 from syncs import connections
-from syncs.connectors.errors import ConnectorError
 from syncs.connectors.fulfil import inventory_levels
 from syncs.flows.stock_push import stock_push_run
 from syncs.models import InboundWebhook
 
 logger = logging.getLogger("switchyard.webhooks")
+FLOW = "webhooks"
 
 
 def webhook_process(*, webhook_id: int) -> str:
     """Act on one received webhook, once: the row is claimed by a conditional update, so a task delivered twice
-    does nothing the second time. Returns what was done."""
-    claimed = InboundWebhook.objects.filter(pk=webhook_id, status=InboundWebhook.Status.RECEIVED).update(
-        status=InboundWebhook.Status.PROCESSED, processed_at=timezone.now()
+    does nothing the second time; a claim older than the task time limit (a worker that died) is taken over.
+    Whatever goes wrong is one exception in the queue, retried like any other. Returns what was done."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.Q_TIMEOUT)
+    claimed = (
+        InboundWebhook.objects.filter(pk=webhook_id)
+        .filter(
+            Q(status=InboundWebhook.Status.RECEIVED)
+            | Q(status=InboundWebhook.Status.PROCESSING, processed_at__lt=stale)
+            | Q(status=InboundWebhook.Status.FAILED)
+        )
+        .update(status=InboundWebhook.Status.PROCESSING, processed_at=now)
     )
     if claimed != 1:
         return "already processed"
     webhook = InboundWebhook.objects.get(pk=webhook_id)
     try:
         skus = _skus_touched(webhook)
+        outcome = "nothing to do"
         if skus:
             summary = stock_push_run(skus=sorted(skus))
-            return f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)"
-        return "nothing to do"
-    except ConnectorError as error:
-        # The scheduled push will catch the change up; keep the webhook marked so people can see it failed.
+            outcome = f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)"
+    except Exception as error:  # a failure must land in the queue, never vanish with the task
         InboundWebhook.objects.filter(pk=webhook_id).update(status=InboundWebhook.Status.FAILED)
-        logger.warning("webhook %s could not be acted on: %s", webhook_id, error)
+        failure_record(
+            flow=FLOW,
+            object_type="webhook",
+            object_ref=f"webhook:{webhook_id}",
+            error=error,
+            title=f"A {webhook.system} webhook could not be acted on",
+            system=webhook.system,
+            context={"webhook_id": webhook_id},
+        )
         return f"failed: {error}"
+    InboundWebhook.objects.filter(pk=webhook_id).update(status=InboundWebhook.Status.PROCESSED)
+    object_succeeded(flow=FLOW, object_ref=f"webhook:{webhook_id}")
+    return outcome
+
+
+def webhooks_sweep(*, older_than_seconds: int = 60) -> int:
+    """Process webhooks kept but never handed over (the broker was down when they arrived). Returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    waiting = list(
+        InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:500]
+    )
+    for webhook_id in waiting:
+        webhook_process(webhook_id=webhook_id)
+    return len(waiting)
+
+
+def retry(exception) -> None:
+    """Act on the webhook again (the queue calls this). Raises AlreadyRecorded if it fails again."""
+    if webhook_process(webhook_id=exception.context["webhook_id"]).startswith("failed"):
+        raise AlreadyRecorded
 
 
 def _skus_touched(webhook: InboundWebhook) -> set[str]:
@@ -50,6 +92,7 @@ def _skus_touched(webhook: InboundWebhook) -> set[str]:
             return {level.product_code for level in inventory_levels(data)}
     if webhook.system == System.CENTRA and master == System.CENTRA:
         numbers = [event.get("id") for event in webhook.payload or [] if event.get("type") == "order"]
+        numbers = [number for number in numbers if str(number).isdigit()]
         skus = set()
         for number in numbers:
             order = connections.centra().order(int(number))
@@ -57,3 +100,6 @@ def _skus_touched(webhook: InboundWebhook) -> set[str]:
                 skus |= {line.sku for line in order.lines}
         return skus
     return set()
+
+
+register_retry_handler(FLOW, retry)

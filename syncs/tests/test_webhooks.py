@@ -125,3 +125,49 @@ def test_a_fulfil_secret_that_is_not_base64_refuses_rather_than_fails(client, se
         headers={"X-Fulfil-Hmac-SHA256": "abc"},
     )
     assert response.status_code == 401
+
+
+def test_a_signature_with_characters_no_digest_has_is_refused_not_a_server_error(client):
+    response = post(client, BODY, f"t={int(time.time())},v1=éé")
+    assert response.status_code == 401
+    assert not InboundWebhook.objects.exists()
+
+
+def test_a_webhook_that_cannot_be_acted_on_lands_in_the_queue_and_is_retried(settings):
+    from exceptions.models import SyncException
+    from exceptions.services import exception_run_retry
+    from syncs.flows.webhooks import webhook_process
+
+    settings.STOCK_MASTER = "fulfil"
+    settings.CONNECTIONS = {
+        **settings.CONNECTIONS,
+        "fulfil": {**settings.CONNECTIONS["fulfil"], "base_url": "http://127.0.0.1:9/api/v2"},
+    }
+    from syncs import connections
+
+    connections.fulfil.cache_clear()
+    try:
+        webhook = InboundWebhook.objects.create(
+            system="fulfil",
+            digest="x",
+            payload={
+                "event": "product.product.inventory_level_changed",
+                "payload": [
+                    {
+                        "product_code": "TEE100BLKS",
+                        "product_id": 1,
+                        "warehouse_quantities": [{"warehouse_id": 4, "quantity_on_hand": 1, "quantity_available": 1}],
+                    }
+                ],
+            },
+        )
+        assert webhook_process(webhook_id=webhook.pk).startswith("failed")
+        webhook.refresh_from_db()
+        exception = SyncException.objects.get(flow="webhooks")
+        assert (webhook.status, exception.object_ref) == ("failed", f"webhook:{webhook.pk}")
+        SyncException.objects.filter(pk=exception.pk).update(status="retrying")
+        assert exception_run_retry(exception_id=exception.pk) is False  # still unreachable: not called resolved
+        exception.refresh_from_db()
+        assert exception.status != "resolved"
+    finally:
+        connections.fulfil.cache_clear()
