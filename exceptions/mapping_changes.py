@@ -8,6 +8,7 @@ is the service ``exceptions_free_blocked``, run after the save commits.
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_save
 
 from exceptions.services import exceptions_blocked_by, exceptions_free_blocked
@@ -72,6 +73,21 @@ def _stock_status(m: StockStatusRule):
     return "stock_status", m.system, lambda key: _same(key.get("status"), m.status)
 
 
+# A narrowing the database can do before the exact match above runs in Python: a CSV import of thousands of
+# mappings then reads only the exceptions each one might free, not every blocked exception each time.
+PREFILTERS = {
+    SkuMapping: lambda m: (
+        Q(mapping_key__centra_sku__iexact=m.centra_sku) | Q(mapping_key__code__iexact=m.external_code)
+    ),
+    CarrierMapping: lambda m: (
+        Q(mapping_key__carrier__iexact=m.centra_carrier) | Q(mapping_key__code__iexact=m.target_code)
+    ),
+    ShippingMethodMapping: lambda m: Q(mapping_key__method__iexact=m.source_method),
+    TaxMapping: lambda m: Q(mapping_key__tax_class__iexact=m.centra_tax_class),
+    MarketMapping: lambda m: Q(mapping_key__store_id=m.centra_store_id),
+    StockStatusRule: lambda m: Q(mapping_key__status__iexact=m.status),
+}
+
 MATCHERS = {
     SkuMapping: _sku,
     CarrierMapping: _carrier,
@@ -99,7 +115,9 @@ def _describe(mapping) -> tuple[str, dict]:
 def blocked_by(mapping) -> list[int]:
     """The active exceptions ``mapping`` answers: the ones its save frees."""
     mapping_kind, system, matches = MATCHERS[type(mapping)](mapping)
-    return exceptions_blocked_by(mapping_kind=mapping_kind, system=system, matches=matches)
+    return exceptions_blocked_by(
+        mapping_kind=mapping_kind, system=system, matches=matches, prefilter=PREFILTERS[type(mapping)](mapping)
+    )
 
 
 def mapping_saved(sender, instance, **kwargs) -> None:
@@ -107,7 +125,12 @@ def mapping_saved(sender, instance, **kwargs) -> None:
         mapping_kind, system, matches = MATCHERS[sender](instance)
         label, detail = _describe(instance)
         exceptions_free_blocked(
-            mapping_kind=mapping_kind, system=system, matches=matches, mapping_label=label, detail=detail
+            mapping_kind=mapping_kind,
+            system=system,
+            matches=matches,
+            mapping_label=label,
+            detail=detail,
+            prefilter=PREFILTERS[sender](instance),
         )
 
     transaction.on_commit(free)

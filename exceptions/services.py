@@ -471,22 +471,32 @@ def exceptions_retry_due(*, limit: int = 200) -> int:
 # --- mappings free what they blocked ------------------------------------------------------------------------------
 
 
-def exceptions_blocked_by(*, mapping_kind: str, system: str | None, matches: Callable[[dict], bool]) -> list[int]:
+def exceptions_blocked_by(
+    *, mapping_kind: str, system: str | None, matches: Callable[[dict], bool], prefilter: Q | None = None
+) -> list[int]:
     """The ids of active exceptions waiting on a mapping of ``mapping_kind`` for ``system`` (any system when None)
-    whose missing key ``matches``."""
+    whose missing key ``matches``; ``prefilter`` narrows the candidates in the database first."""
     candidates = SyncException.objects.filter(mapping_kind=mapping_kind, status__in=ACTIVE)
+    if prefilter is not None:
+        candidates = candidates.filter(prefilter)
     if system:
         candidates = candidates.filter(mapping_system=system)
     return [pk for pk, key in candidates.values_list("id", "mapping_key") if matches(key or {})]
 
 
 def exceptions_free_blocked(
-    *, mapping_kind: str, system: str | None, matches: Callable[[dict], bool], mapping_label: str, detail: dict
+    *,
+    mapping_kind: str,
+    system: str | None,
+    matches: Callable[[dict], bool],
+    mapping_label: str,
+    detail: dict,
+    prefilter: Q | None = None,
 ) -> int:
     """Retry every active exception that waited on a mapping now created or changed, naming the change in each
     one's history. ``matches(mapping_key)`` says whether the mapping answers that exception's missing key.
     Returns how many were freed."""
-    freed = exceptions_blocked_by(mapping_kind=mapping_kind, system=system, matches=matches)
+    freed = exceptions_blocked_by(mapping_kind=mapping_kind, system=system, matches=matches, prefilter=prefilter)
     if freed:
         _schedule_retries(
             freed, actor=None, action=Action.FREED_BY_MAPPING, note=f"Freed by {mapping_label}.", detail=detail

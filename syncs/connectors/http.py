@@ -304,6 +304,16 @@ class ConnectorSession:
             )
             failure.may_have_reached = not isinstance(error, requests.exceptions.ConnectTimeout)
             raise failure from None
+        except requests.RequestException as error:  # a broken chunked answer, a bad redirect…: the same as no answer
+            exchange = self._exchange(method, url, json_body if json_body is not None else data)
+            failure = TransientError(
+                f"the answer broke off ({type(error).__name__})",
+                system=self.system,
+                operation=operation,
+                exchange=exchange,
+            )
+            failure.may_have_reached = True
+            raise failure from None
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("%s %s %s -> %s in %.0f ms", self.system, method, operation, response.status_code, elapsed_ms)
         return response

@@ -144,7 +144,11 @@ def stock_push_run(
     readings = read_master(skus)
     summary.examined = len(readings)
     subtracted = _subtracted(readings)
-    for channel in push_channels(channel_code):
+    channels = push_channels(channel_code)
+    for position, channel in enumerate(channels):
+        # Each channel gets an equal share of what is left of the budget, so one slow API cannot starve the rest.
+        remaining = max(0.0, deadline - time.monotonic())
+        channel_deadline = time.monotonic() + remaining / (len(channels) - position)
         try:
             with channel_lock(channel):
                 outcome = _push_channel(
@@ -153,7 +157,7 @@ def stock_push_run(
                     subtracted,
                     full=full,
                     approve_zero_out=approve_zero_out,
-                    deadline=deadline,
+                    deadline=channel_deadline,
                     targeted=skus is not None,
                 )
         except ConnectorError as error:  # the channel as a whole cannot be reached: one exception, retried
