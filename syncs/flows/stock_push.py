@@ -253,13 +253,22 @@ def _push_channel(
 
 
 def _states_for(channel: Channel, readings: dict[str, Reading]) -> dict[str, StockState]:
-    skus = list(readings) + [bundle.bundle_sku for bundle in _bundles()]
-    existing = {s.sku: s for s in StockState.objects.filter(channel=channel, sku__in=skus)}
+    """The channel's state rows for every SKU read (and every bundle), created where missing. Looked up in chunks,
+    so a catalogue of any size stays inside every database's limit on query parameters."""
+    skus = list(dict.fromkeys([*readings, *(bundle.bundle_sku for bundle in _bundles())]))
+    existing = _states_by_sku(channel, skus)
     missing = [StockState(channel=channel, sku=sku) for sku in skus if sku not in existing]
     if missing:
         StockState.objects.bulk_create(missing, batch_size=2000, ignore_conflicts=True)
-        existing |= {s.sku: s for s in StockState.objects.filter(channel=channel, sku__in=[m.sku for m in missing])}
+        existing |= _states_by_sku(channel, [state.sku for state in missing])
     return existing
+
+
+def _states_by_sku(channel: Channel, skus: list[str], chunk: int = 5000) -> dict[str, StockState]:
+    found = {}
+    for start in range(0, len(skus), chunk):
+        found |= {s.sku: s for s in StockState.objects.filter(channel=channel, sku__in=skus[start : start + chunk])}
+    return found
 
 
 def _bundles() -> list[Bundle]:
@@ -379,11 +388,13 @@ def _acknowledge(accepted: list[tuple[StockState, int]]) -> None:
     by_value: dict[tuple, list[int]] = defaultdict(list)
     for state, value in accepted:
         by_value[(value, state.master_version)].append(state.pk)
-    for (value, version), ids in by_value.items():
+    for (value, version), all_ids in by_value.items():
         newer_not_there = Q(pushed_version__isnull=True) | Q(pushed_version__lte=version)
-        StockState.objects.filter(pk__in=ids).filter(newer_not_there).update(
-            pushed_value=value, pushed_version=version, acknowledged_at=now, channel_value=value, attempts=0
-        )
+        for start in range(0, len(all_ids), 5000):
+            ids = all_ids[start : start + 5000]
+            StockState.objects.filter(pk__in=ids).filter(newer_not_there).update(
+                pushed_value=value, pushed_version=version, acknowledged_at=now, channel_value=value, attempts=0
+            )
 
 
 def _fail(channel: Channel, state: StockState, error: BaseException) -> None:
@@ -659,7 +670,9 @@ def velocity_refresh() -> int:
         if variant.velocity_per_day is not None
     }
     changed = []
-    for state in StockState.objects.filter(sku__in=list(velocities)).only("id", "sku", "velocity").iterator():
+    for state in StockState.objects.only("id", "sku", "velocity").iterator(chunk_size=5000):
+        if state.sku not in velocities:
+            continue
         velocity = velocities[state.sku].quantize(Decimal("0.001"))
         if state.velocity != velocity:
             state.velocity = velocity
