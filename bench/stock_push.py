@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=10_000, help="Centra products (each one variant)")
     parser.add_argument("--sizes", type=int, default=10, help="sizes per product: SKUs = products × sizes")
     parser.add_argument("--changed", type=int, default=1_000, help="SKUs changed for the incremental push")
+    parser.add_argument("--incremental-runs", type=int, default=3, help="incremental pushes, judged on the median")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--profile", choices=["initial", "full", "incremental"], action="append", default=[])
     parser.add_argument("--no-memory-pass", action="store_true", help="skip the tracemalloc repeat of (b) and (c)")
@@ -100,7 +101,7 @@ def main() -> int:
             lambda: stock_push_run(),
             sandbox,
             minimum=minimum_calls(
-                master_read=n, changed=n, full=False, virtualstock_ids_known=False, products=args.products
+                master_read=n, changed=n, listing=True, full=False, virtualstock_ids_known=False, products=args.products
             ),
             profile="initial" in args.profile,
         )
@@ -111,38 +112,43 @@ def main() -> int:
             lambda: stock_push_run(full=True),
             sandbox,
             minimum=minimum_calls(
-                master_read=n, changed=0, full=True, virtualstock_ids_known=True, products=args.products
+                master_read=n, changed=0, listing=True, full=True, virtualstock_ids_known=True, products=args.products
             ),
             profile="full" in args.profile,
         )
     )
-    changed = world.change(rng.sample(skus, args.changed), rng)
-    results.append(
-        measure(
-            f"(c) incremental {args.changed:,}",
-            lambda: stock_push_run(skus=changed),
-            sandbox,
-            minimum=minimum_calls(
-                master_read=len(changed), changed=len(changed), full=False, virtualstock_ids_known=True, products=0
-            ),
-            profile="incremental" in args.profile,
+    # The incremental push is short enough to be at the mercy of a vacuum or another process: it is run a few
+    # times, each with 1,000 SKUs changed afresh, and judged on the median.
+    checked = []
+    for number in range(1, args.incremental_runs + 1):
+        changed = world.change(rng.sample(skus, args.changed), rng)
+        checked += changed
+        results.append(
+            measure(
+                f"(c) incremental {args.changed:,} #{number}",
+                lambda changed=changed: stock_push_run(skus=changed),
+                sandbox,
+                minimum=minimum_calls(
+                    master_read=len(changed),
+                    changed=len(changed),
+                    listing=False,
+                    full=False,
+                    virtualstock_ids_known=True,
+                    products=args.products,
+                ),
+                profile="incremental" in args.profile and number == 1,
+            )
         )
-    )
-    check = world.check_channels(sandbox, changed + rng.sample(skus, 200))
+    check = world.check_channels(sandbox, checked + rng.sample(skus, 200))
 
     # Tracing makes a run about 4× slower: a run that took more than a minute untraced is not repeated traced.
     memory = {}
     if not args.no_memory_pass:
         full, incremental = results[1], results[2]
-        if full.wall < TRACE_LIMIT:
-            memory[full.name] = traced(lambda: stock_push_run(full=True))
-        else:
-            memory[full.name] = None
-        if incremental.wall < TRACE_LIMIT:
-            again = world.change(rng.sample(skus, args.changed), rng)
-            memory[incremental.name] = traced(lambda: stock_push_run(skus=again))
-        else:
-            memory[incremental.name] = None
+        name = f"(c) incremental {args.changed:,}"
+        memory[full.name] = traced(lambda: stock_push_run(full=True)) if full.wall < TRACE_LIMIT else None
+        again = world.change(rng.sample(skus, args.changed), rng)
+        memory[name] = traced(lambda: stock_push_run(skus=again)) if incremental.wall < TRACE_LIMIT else None
 
     report(results, memory, published, check)
     sandbox.stop()
@@ -169,6 +175,7 @@ def sandbox_start():
     from django.conf import settings
 
     from syncs import connections
+    from syncs.connectors.http import RateLimiter
     from syncs.sandbox.core import SandboxApp
     from syncs.sandbox.server import RunningSandbox, build_simulators
 
@@ -230,6 +237,12 @@ def sandbox_start():
     settings.STOCK_PUSH_MAX_SECONDS = 24 * 3600
     for client in (connections.centra, connections.fulfil, connections.virtualstock, connections.marketplace):
         client.cache_clear()
+    # A RateLimiter keeps the moment of every call in its longest window (a minute, an hour) and scans them on each
+    # call: at the published limits that is at most a few hundred, unpaced it would be every call of the last hour.
+    # The raised limits get a short window as well, so that bookkeeping stays the size it has in production.
+    for client in (connections.centra(), connections.fulfil(), connections.virtualstock(), connections.marketplace()):
+        client.session.rate_limiter = RateLimiter([(RAISED, 0.1)])
+    connections.centra().mutation_limiter = RateLimiter([(RAISED, 0.1)])
     return sandbox, published
 
 
@@ -636,16 +649,22 @@ def _sequence(calls) -> list[str]:
     return [call.operation for call in calls]
 
 
-def minimum_calls(*, master_read: int, changed: int, full: bool, virtualstock_ids_known: bool, products: int) -> dict:
+def minimum_calls(
+    *, master_read: int, changed: int, listing: bool, full: bool, virtualstock_ids_known: bool, products: int
+) -> dict:
     """The fewest calls the APIs allow for the run, {system: {"reads", "writes"}}.
 
-    Fulfil: 500 records a search_read. Centra: 200 sizes a setStock; to write, each changed size's variant and
-    allocation read 200 SKUs a productSizes query; a full read takes every size of 200 products a products query.
-    Virtualstock: one product a stock call; a listing page holds 1,000 products (the ids are learnt once).
-    Marketplace: 500 SKUs a stock call, 500 offers a page."""
-    centra_reads = math.ceil(products / 200) if full else math.ceil(changed / 200)
+    Fulfil: 500 records a search_read; a listing of everything pages by offset with no total, so it ends with a
+    short (or empty) page: n // 500 + 1. Centra: 200 sizes a setStock; each changed size's variant and allocation
+    read 200 SKUs a productSizes query, or every size of 200 products a products query (paged by number, so again
+    n // 200 + 1), whichever is fewer; a full read takes the products query. Virtualstock: one product a stock
+    call; a listing page holds 1,000 products and says whether there is a next (the ids are learnt once).
+    Marketplace: 500 SKUs a stock call, 500 offers a page with a cursor to the next. ``listing``: the run read the
+    whole catalogue at the master, not a list of SKUs."""
+    by_product_pages = products // 200 + 1
+    centra_reads = by_product_pages if full else min(math.ceil(changed / 200), by_product_pages)
     return {
-        "fulfil": {"reads": math.ceil(master_read / 500), "writes": 0},
+        "fulfil": {"reads": master_read // 500 + 1 if listing else math.ceil(master_read / 500), "writes": 0},
         "centra": {"reads": centra_reads, "writes": math.ceil(changed / 200)},
         "virtualstock": {
             "reads": math.ceil(master_read / 1000) if full or not virtualstock_ids_known else 0,
@@ -704,27 +723,38 @@ def report(results: list[Result], memory: dict, published: dict, check: str) -> 
     mb = 2**20
     print()
     print(
-        f"{'run':<22} {'wall s':>7} {'in sandbox s':>12} {'Switchyard s':>12} {'goal':>6}  {'RSS start→peak MB':>18}  pushed"
+        f"{'run':<25} {'wall s':>7} {'sandbox CPU s':>13} {'Switchyard s':>12} {'goal':>6}  "
+        f"{'RSS start → peak MB':>19}  {'pushed':>7}"
     )
     for result in results:
         in_sandbox = result.sandbox.get("(server)", 0.0)
         goal = next((g for key, g in GOALS.items() if key in result.name), None)
         verdict = "" if goal is None else ("ok" if result.wall < goal else "MISSED")
         print(
-            f"{result.name:<22} {result.wall:>7.1f} {in_sandbox:>12.1f} {result.wall - in_sandbox:>12.1f} "
+            f"{result.name:<25} {result.wall:>7.1f} {in_sandbox:>13.1f} {result.wall - in_sandbox:>12.1f} "
             f"{(f'<{goal:g}' if goal else '-'):>6}  {result.rss_start / mb:>8.0f} → {result.rss_peak / mb:>6.0f}  "
-            f"{result.summary.pushed:,} {verdict}"
+            f"{result.summary.pushed:>7,}  {verdict}"
+        )
+    incremental = [r for r in results if "incremental" in r.name]
+    if incremental:
+        walls = sorted(r.wall for r in incremental)
+        own = sorted(r.wall - r.sandbox.get("(server)", 0.0) for r in incremental)
+        median, own_median = walls[len(walls) // 2], own[len(own) // 2]
+        print(
+            f"incremental, median of {len(walls)}: {median:.1f} s wall, {own_median:.1f} s Switchyard's "
+            f"(goal < {GOALS['incremental']:g} s: {'ok' if median < GOALS['incremental'] else 'MISSED'})"
         )
     print()
-    print(
-        "sandbox time per system (s): "
-        + "; ".join(f"{r.name}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.sandbox.items())) for r in results)
-    )
+    print("processor time of the sandbox's server threads (HTTP included), and of each simulator answering (s):")
+    for result in results:
+        parts = ", ".join(f"{system} {seconds:.1f}" for system, seconds in sorted(result.sandbox.items()))
+        print(f"  {result.name}: {parts}")
     print()
     print(
-        f"{'run':<22} {'system':<13} {'reads made/min':>15} {'writes made/min':>16} {'engine counted':>15}   at published limits: made → min"
+        f"{'run':<25} {'system':<13} {'reads made/min':>15} {'writes made/min':>17} {'engine counted':>14}   "
+        "at the published limits: made → min"
     )
-    for result in results:
+    for result in results[:3]:
         engine = {code: outcome.get("api_calls", 0) for code, outcome in result.summary.channels.items()}
         engine_by_system = {system: engine.get(code, "-") for code, system, _ in CHANNELS}
         for system, counted in result.calls.items():
@@ -734,36 +764,32 @@ def report(results: list[Result], memory: dict, published: dict, check: str) -> 
             made_paced, min_paced = result.paced[system]
             flag = "" if (reads, writes) == (minimum["reads"], minimum["writes"]) else "  ≠ min"
             print(
-                f"{result.name:<22} {system:<13} {reads:>7,} / {minimum['reads']:<6,} {writes:>7,} / {minimum['writes']:<7,} "
-                f"{str(engine_by_system.get(system, '-')):>15}   {_duration(made_paced):>9} → {_duration(min_paced):<9}{flag}"
+                f"{result.name:<25} {system:<13} {reads:>7,} / {minimum['reads']:<6,} "
+                f"{writes:>7,} / {minimum['writes']:<8,} {str(engine_by_system.get(system, '-')):>14}   "
+                f"{_duration(made_paced):>9} → {_duration(min_paced):<9}{flag}"
             )
         total_made = sum(made for made, _ in result.paced.values())
         total_min = sum(least for _, least in result.paced.values())
-        print(
-            f"{'':<22} {'all, in turn':<13} {'':>15} {'':>16} {'':>15}   {_duration(total_made):>9} → {_duration(total_min):<9}"
-        )
-    print(
-        "  operations: "
-        + "; ".join(f"{r.name}: " + ", ".join(f"{s} {dict(c)}" for s, c in r.calls.items()) for r in results[1:])
-    )
+        print(f"{'':<25} {'one after another':<57}   {_duration(total_made):>9} → {_duration(total_min):<9}")
+    print("operations:")
+    for result in results[:3]:
+        print(f"  {result.name}: " + "; ".join(f"{system} {dict(ops)}" for system, ops in result.calls.items()))
     if memory:
         print()
-        print("Python allocations at their peak, above the start of the run (tracemalloc, repeated run; slower):")
+        print("Python allocations at their peak above the start of the run (tracemalloc, the run repeated; slower):")
         for name, traced_run in memory.items():
             if traced_run is None:
-                print(f"  {name:<22} skipped: the untraced run took over {TRACE_LIMIT:.0f} s (see RSS above)")
+                print(f"  {name:<25} skipped: the untraced run took over {TRACE_LIMIT:.0f} s (see RSS above)")
                 continue
             peak_mb, wall = traced_run
-            print(
-                f"  {name:<22} {peak_mb:>7.1f} MB  {'ok' if peak_mb < MEMORY_GOAL_MB else 'MISSED'} (goal < {MEMORY_GOAL_MB} MB; {wall:.1f} s traced)"
-            )
+            verdict = "ok" if peak_mb < MEMORY_GOAL_MB else "MISSED"
+            print(f"  {name:<25} {peak_mb:>7.1f} MB  {verdict} (goal < {MEMORY_GOAL_MB} MB; {wall:.1f} s traced)")
     import resource
 
-    print(
-        f"  process maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (sandbox state included)"
-    )
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  process maxrss {maxrss:.0f} MB (the sandbox's 400,000 objects included)")
     print()
-    print(f"channels after the incremental push: {check}")
+    print(f"channels after the incremental pushes: {check}")
     for result in results:
         if result.profile:
             print()
