@@ -20,6 +20,7 @@ the unindexed simulator before the run), so that the time measured is Switchyard
 import argparse
 import bisect
 import cProfile
+import gc
 import io
 import math
 import os
@@ -86,6 +87,10 @@ def main() -> int:
     indexes = SandboxIndexes(sandbox.app.simulators)
     indexes.check(skus, rng)
     indexes.install()
+    # The sandbox's millions of objects share this process: frozen, Python's garbage collector stops walking them
+    # on every full collection (a Switchyard process has none of them). What it still spends is printed per run.
+    gc.collect()
+    gc.freeze()
     print(f"ready in {time.perf_counter() - started:.0f} s (sandbox seeded, mappings loaded, index answers checked)")
 
     from syncs.flows import stock_push
@@ -553,6 +558,24 @@ class SandboxIndexes:
 # --- measuring --------------------------------------------------------------------------------------------------
 
 
+class CollectorTime:
+    """Seconds Python's garbage collector spends while in use."""
+
+    def __enter__(self) -> "CollectorTime":
+        self.seconds, self._started = 0.0, None
+        gc.callbacks.append(self._callback)
+        return self
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class PeakRss:
     """The process's resident memory, sampled every 10 ms on a thread while in use: at the start and the peak."""
 
@@ -589,6 +612,7 @@ class Result:
     rss_peak: int
     summary: object
     profile: str = ""
+    collector: float = 0.0  # seconds in Python's garbage collector
     paced: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -601,7 +625,7 @@ def measure(name, run, sandbox, *, minimum, profile: bool) -> Result:
     sandbox.app.seconds.clear()
     profiler = cProfile.Profile() if profile else None
     print(f"{name} …", flush=True)
-    with PeakRss() as rss:
+    with PeakRss() as rss, CollectorTime() as collector:
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -618,6 +642,7 @@ def measure(name, run, sandbox, *, minimum, profile: bool) -> Result:
         stats.sort_stats("tottime").print_stats(25)
         text = out.getvalue()
     result = Result(name, wall, dict(sandbox.app.seconds), calls, minimum, rss.start, rss.peak, summary, text)
+    result.collector = collector.seconds
     result.paced = {
         system: (
             paced_seconds(system, _sequence(sims[system].calls)),
@@ -724,7 +749,7 @@ def report(results: list[Result], memory: dict, published: dict, check: str) -> 
     print()
     print(
         f"{'run':<25} {'wall s':>7} {'sandbox CPU s':>13} {'Switchyard s':>12} {'goal':>6}  "
-        f"{'RSS start → peak MB':>19}  {'pushed':>7}"
+        f"{'RSS start → peak MB':>19}  {'pushed':>7}  {'in gc s':>7}"
     )
     for result in results:
         in_sandbox = result.sandbox.get("(server)", 0.0)
@@ -733,7 +758,7 @@ def report(results: list[Result], memory: dict, published: dict, check: str) -> 
         print(
             f"{result.name:<25} {result.wall:>7.1f} {in_sandbox:>13.1f} {result.wall - in_sandbox:>12.1f} "
             f"{(f'<{goal:g}' if goal else '-'):>6}  {result.rss_start / mb:>8.0f} → {result.rss_peak / mb:>6.0f}  "
-            f"{result.summary.pushed:>7,}  {verdict}"
+            f"{result.summary.pushed:>7,}  {result.collector:>7.1f}  {verdict}"
         )
     incremental = [r for r in results if "incremental" in r.name]
     if incremental:
