@@ -11,17 +11,15 @@ query. Not part of the test suite. Bounded: every statement has a timeout, every
 
 import argparse
 import io
-import os
 import random
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from postgres_django import django_on_postgres
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/switchyard_bench"
 GOAL_MS = 100.0
 
@@ -80,19 +78,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="timings per query")
     args = parser.parse_args()
 
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    database_create(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "console.settings.base"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_on_postgres(DEFAULT_URL)
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute("SET statement_timeout = '60s'")
         cursor.execute("SELECT count(*) FROM exceptions_syncexception")
@@ -104,17 +92,6 @@ def main() -> int:
         print(f"reusing {existing:,} exceptions (--reload to rebuild)", flush=True)
     measure(repeat=args.repeat)
     return 0
-
-
-def database_create(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
 
 
 # --- loading ------------------------------------------------------------------------------------------------------

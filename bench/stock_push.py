@@ -34,10 +34,9 @@ import tracemalloc
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from postgres_django import django_on_postgres
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/switchyard_bench_stock"
 GOALS = {"full": 60.0, "incremental": 2.0}
 MEMORY_GOAL_MB = 300
@@ -65,18 +64,7 @@ def main() -> int:
     parser.add_argument("--no-memory-pass", action="store_true", help="skip the tracemalloc repeat of (b) and (c)")
     args = parser.parse_args()
 
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    database_create(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "console.settings.base"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    django_on_postgres(DEFAULT_URL)
     rng = random.Random(args.seed)
     skus = [f"P{p:05d}BLK{s:02d}" for p in range(args.products) for s in range(args.sizes)]
     print(f"{len(skus):,} SKUs ({args.products:,} products × {args.sizes} sizes) × 3 channels, seed {args.seed}")
@@ -160,17 +148,6 @@ def main() -> int:
     report(results, memory, published, check)
     sandbox.stop()
     return 0
-
-
-def database_create(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
 
 
 # --- the sandbox ------------------------------------------------------------------------------------------------

@@ -184,8 +184,6 @@ def test_adding_the_missing_mapping_retries_and_resolves_the_order_naming_the_ch
     )
     order_import_run()
     assert SyncException.objects.filter(kind="unmapped_sku", status=Status.OPEN).count() == 2
-    from simple_history.utils import update_change_reason  # noqa: F401 - history records the editor below
-
     mapping = SkuMapping(system="virtualstock", centra_sku="TEE100BLKM", external_code="jl-tee-m")
     mapping._history_user = ada
     mapping.save()

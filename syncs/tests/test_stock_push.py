@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.db.models import F
 from django.utils import timezone
 
 from exceptions.models import Status, SyncException
@@ -185,7 +186,7 @@ def test_with_server_errors_and_timeouts_repeated_runs_converge_with_nothing_los
         client.session.retry = type(client.session.retry)(attempts=2, base_delay=0.01)
     for _ in range(8):
         stock_push_run()
-        if not StockState.objects.exclude(pushed_value=models_ats()).exists():
+        if not StockState.objects.exclude(pushed_value=F("ats")).exists():
             break
     for simulator in ("centra", "virtualstock", "marketplace"):
         stock(simulator).faults()
@@ -196,12 +197,6 @@ def test_with_server_errors_and_timeouts_repeated_runs_converge_with_nothing_los
         "zalando": SKUS,
     }
     assert not SyncException.objects.filter(flow=FLOW, status__in=["open", "retrying"]).exists()
-
-
-def models_ats():
-    from django.db.models import F
-
-    return F("ats")
 
 
 def reserve_in_fulfil(quantity: int) -> int:
