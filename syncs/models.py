@@ -51,10 +51,21 @@ class Link(models.Model):
     source_ref = models.CharField(max_length=100, help_text="The source's own reference.")
     source_id = models.CharField(max_length=100, blank=True, help_text="The source's id for API calls, if different.")
     channel = models.ForeignKey("mappings.Channel", null=True, blank=True, on_delete=models.PROTECT)
+    order = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="parts",
+        help_text="For a shipment or a return: the order it belongs to.",
+    )
     centra_number = models.BigIntegerField(null=True, blank=True, unique=True)
     fulfil_id = models.BigIntegerField(null=True, blank=True)
+    centra_id = models.CharField(max_length=100, blank=True, help_text="Centra's id (a shipment's, a return's).")
     created_in_target_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    exported_at = models.DateTimeField(null=True, blank=True, help_text="An order: when Fulfil got its sale.")
+    shipped_at = models.DateTimeField(null=True, blank=True, help_text="An order: when it was fully shipped.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     detail = models.JSONField(default=dict, blank=True)
@@ -63,6 +74,7 @@ class Link(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "source_system", "source_ref"], name="link_once_per_source")
         ]
+        indexes = [models.Index(fields=["kind", "fulfil_id"]), models.Index(fields=["kind", "centra_id"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.source_system}:{self.source_ref}"
