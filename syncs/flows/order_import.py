@@ -1,12 +1,16 @@
-"""Order import: retailer orders relayed by Virtualstock → Centra.
+"""Order import: retailer orders relayed by Virtualstock, and marketplace orders → Centra.
 
 For each new order: look up its link (make one, reserving the Centra order number, the first time) → translate
 SKUs and the shipping method through the mappings → check the money carries over exactly → create the order in
 Centra under the reserved number (a second attempt is refused by Centra, so nothing doubles) → acknowledge it at the
 source only after Centra has it → record. Every failure is one exception per order, retried automatically when it
 is transient and freed automatically when the missing mapping is added.
+
+Each source speaks its own API; ``VirtualstockSource`` and ``MarketplaceSource`` turn its orders into one neutral
+``IncomingOrder``, so translating, checking and recording are written once.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,13 +24,193 @@ from mappings.models import Channel, System
 from mappings.money import is_exact, minor_unit
 from mappings.services import MissingMapping, centra_sku_for, shipping_method_for
 from syncs import connections
+from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import ExternalOrder, OrderNumberTaken
 from syncs.connectors.errors import DataError, TransientError
-from syncs.connectors.virtualstock import LineQuantity, Order
+from syncs.connectors.virtualstock import LineQuantity
+from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.models import Link
 from syncs.runs import RunCounter
 
 FLOW = "order_import"
+
+
+@dataclass(frozen=True)
+class IncomingLine:
+    code: str  # the source's SKU: Virtualstock part number, marketplace seller SKU
+    line_ref: str
+    quantity: int
+    total: Decimal  # what the customer pays for the line, tax included
+
+
+@dataclass(frozen=True)
+class IncomingOrder:
+    """An order as any source gives it, in the terms Centra needs."""
+
+    system: str
+    id: str  # what the source's API addresses the order by
+    reference: str  # what people quote
+    account: str  # the retailer or marketplace account, to find the channel
+    currency: str
+    total: Decimal | None
+    shipping_method: str
+    shipping_value: Decimal
+    address: dict  # first_name, last_name, line_1, city, postal_code, country, email, phone
+    lines: list[IncomingLine]
+    raw: dict = field(repr=False, compare=False)
+    native: object = field(default=None, repr=False, compare=False)  # the connector's own order, to acknowledge
+
+
+class VirtualstockSource:
+    system = System.VIRTUALSTOCK
+    account_label = "retailer"
+
+    def __init__(self) -> None:
+        self.client = connections.virtualstock()
+
+    def pending(self) -> Iterator[dict]:
+        return self.client.raw_orders(status="ORDER")
+
+    def parse(self, raw: dict) -> IncomingOrder:
+        return self._incoming(self.client.parse_order(raw))
+
+    def fetch(self, order_id: str) -> IncomingOrder:
+        return self._incoming(self.client.order(int(order_id)))
+
+    @staticmethod
+    def reference_of(raw: dict) -> str:
+        return str(raw.get("order_reference") or raw.get("url") or "unknown")
+
+    def _incoming(self, order: VirtualstockOrder) -> IncomingOrder:
+        address = order.shipping_address
+        first, _, last = (address.get("full_name") or "").partition(" ")
+        return IncomingOrder(
+            system=self.system,
+            id=str(order.id),
+            reference=order.reference,
+            account=order.retailer or "",
+            currency=order.currency,
+            total=order.total,
+            shipping_method=order.delivery_service_code or "standard",
+            shipping_value=Decimal(0),  # retailers settle delivery themselves: Centra gets the goods
+            address={
+                "first_name": first,
+                "last_name": last,
+                "line_1": address.get("line_1") or "",
+                "city": address.get("city") or "",
+                "postal_code": address.get("postal_code") or "",
+                "country": address.get("country") or "",
+                "email": address.get("email") or "",
+                "phone": address.get("phone") or "",
+            },
+            lines=[
+                IncomingLine(
+                    code=line.part_number,
+                    line_ref=line.line_ref,
+                    quantity=line.quantity,
+                    total=line.total
+                    if line.total is not None
+                    else (line.subtotal or Decimal(0)) + (line.tax or Decimal(0)),
+                )
+                for line in order.lines
+            ],
+            raw=order.raw,
+            native=order,
+        )
+
+    def acknowledge(self, order: IncomingOrder) -> None:
+        native: VirtualstockOrder = order.native
+        pending = [
+            LineQuantity(line.part_number, line.line_ref, line.quantity)
+            for line in native.lines
+            if line.status == "ORDER"
+        ]
+        if not pending:
+            return
+        try:
+            self.client.acknowledge(native.id, pending)
+        except DataError:
+            # Refused: maybe an earlier attempt's acknowledgement landed after all. Look before giving up.
+            if self.client.order(native.id).status == "ORDER":
+                raise
+
+
+class MarketplaceSource:
+    system = System.MARKETPLACE
+    account_label = "account"
+
+    def __init__(self) -> None:
+        self.client = connections.marketplace()
+
+    def pending(self) -> Iterator[dict]:
+        seen = set()
+        for order in self.client.all_new_orders():  # an order changing while we page may come twice
+            if order.order_id not in seen:
+                seen.add(order.order_id)
+                yield order
+
+    def parse(self, raw) -> IncomingOrder:
+        return self._incoming(raw)
+
+    def fetch(self, order_id: str) -> IncomingOrder:
+        return self._incoming(self.client.order(order_id))
+
+    @staticmethod
+    def reference_of(raw) -> str:
+        return raw.order_id
+
+    def _incoming(self, order: mp.MarketplaceOrder) -> IncomingOrder:
+        customer = order.customer
+        return IncomingOrder(
+            system=self.system,
+            id=order.order_id,
+            reference=order.order_id,
+            account=str(order.raw.get("account") or ""),
+            currency=order.currency,
+            # The order's total counts every unit ordered: it checks the lines only while none is cancelled.
+            total=order.total_price if not any(line.cancelled_quantity for line in order.lines) else None,
+            shipping_method=order.shipping_method or "standard",
+            shipping_value=order.shipping_price,
+            address={
+                "first_name": customer.get("first_name") or "",
+                "last_name": customer.get("last_name") or "",
+                "line_1": customer.get("address1") or "",
+                "city": customer.get("city") or "",
+                "postal_code": customer.get("zipcode") or "",
+                "country": customer.get("country") or "",
+                "email": customer.get("email") or "",
+                "phone": customer.get("phone") or "",
+            },
+            lines=[
+                IncomingLine(
+                    code=line.sku,
+                    line_ref=line.line_id,
+                    quantity=line.quantity - line.cancelled_quantity,
+                    total=line.unit_price * (line.quantity - line.cancelled_quantity),  # prices include tax
+                )
+                for line in order.lines
+                if line.quantity > line.cancelled_quantity
+            ],
+            raw=order.raw,
+            native=order,
+        )
+
+    def acknowledge(self, order: IncomingOrder) -> None:
+        try:
+            self.client.acknowledge(order.id)  # idempotent at the marketplace
+        except DataError as error:
+            if self.client.order(order.id).status != "CANCELLED":
+                raise
+            raise DataError(
+                f"The customer cancelled marketplace order {order.reference} after it reached Centra: "
+                "cancel it in Centra too",
+                system=self.system,
+                operation="order_acknowledge",
+                exchange=error.exchange,
+            ) from error
+
+
+SOURCES = {System.VIRTUALSTOCK: VirtualstockSource, System.MARKETPLACE: MarketplaceSource}
 
 
 @dataclass
@@ -43,31 +227,36 @@ def object_ref(source: str, reference: str) -> str:
 
 
 def order_import_run(*, counter: RunCounter | None = None) -> ImportSummary:
-    """Import every new order of every active Virtualstock channel. Each order succeeds or becomes an exception
+    """Import every new order of every source with an active channel. Each order succeeds or becomes an exception
     on its own; one bad order — even one that cannot be read — never stops the rest."""
     summary = ImportSummary()
-    client = connections.virtualstock()
-    channels = list(Channel.objects.filter(system=System.VIRTUALSTOCK, active=True))
-    if not channels:
-        return summary
-    for raw in client.raw_orders(status="ORDER"):
+    for system, source_class in SOURCES.items():
+        channels = list(Channel.objects.filter(system=system, active=True))
+        if channels:
+            _import_from(source_class(), channels, summary, counter)
+    return summary
+
+
+def _import_from(source, channels: list[Channel], summary: ImportSummary, counter: RunCounter | None) -> None:
+    for raw in source.pending():
         summary.examined += 1
         failed_before = summary.failed
         try:
-            order = client.parse_order(raw)
+            order = source.parse(raw)
         except TransientError as error:
             summary.failed += 1
-            summary.exception_ids.append(_record_unreadable(raw, error).pk)
+            summary.exception_ids.append(_record_unreadable(source, raw, error).pk)
             continue
         channel = _channel_for(order, channels)
         try:
             if channel is None:
                 raise DataError(
-                    f"No Virtualstock channel is set up for the retailer {order.retailer!r}",
+                    f"No {System(source.system).label} channel is set up for the {source.account_label} "
+                    f"{order.account!r}",
                     system="switchyard",
                     operation="order import",
                 )
-            fresh = order_import_one(channel=channel, order=order)
+            fresh = order_import_one(channel=channel, order=order, source=source)
         except Exception as error:  # every failure of one order lands in the queue, whatever it is
             summary.failed += 1
             recorded = _record(channel=channel or channels[0], order=order, error=error, channel_known=bool(channel))
@@ -79,54 +268,53 @@ def order_import_run(*, counter: RunCounter | None = None) -> ImportSummary:
             counter.add(
                 examined=1, succeeded=int(summary.failed == failed_before), failed=summary.failed - failed_before
             )
-    return summary
 
 
-def _channel_for(order: Order, channels: list[Channel]) -> Channel | None:
-    """The channel an order belongs to: the only one, or the one whose account names the order's retailer. None
-    when several exist and none matches: an order is never placed under a guessed channel."""
+def _channel_for(order: IncomingOrder, channels: list[Channel]) -> Channel | None:
+    """The channel an order belongs to: the only one, or the one whose account names the order's retailer or
+    marketplace account. None when several exist and none matches: an order is never placed under a guess."""
     if len(channels) == 1:
         return channels[0]
     for channel in channels:
-        if channel.external_account and channel.external_account.lower() in (order.retailer or "").lower():
+        if channel.external_account and channel.external_account.lower() in order.account.lower():
             return channel
     return None
 
 
-def _record_unreadable(raw: dict, error: TransientError):
-    reference = str(raw.get("order_reference") or raw.get("url") or "unknown")
+def _record_unreadable(source, raw, error: TransientError):
+    reference = source.reference_of(raw)
     return failure_record(
         flow=FLOW,
         object_type="order",
-        object_ref=object_ref("virtualstock", reference),
+        object_ref=object_ref(source.system, reference),
         error=error,
         kind_code="validation_failed",
-        title=f"Order {reference} from Virtualstock cannot be read",
-        system="virtualstock",
+        title=f"Order {reference} from {System(source.system).label} cannot be read",
+        system=source.system,
         refs=[reference],
-        payload={"order": raw},
+        payload={"order": raw if isinstance(raw, dict) else raw.raw},
         context={"unreadable": True},
     )
 
 
-def _record(*, channel: Channel, order: Order, error: BaseException, channel_known: bool = True):
+def _record(*, channel: Channel, order: IncomingOrder, error: BaseException, channel_known: bool = True):
     title = _title(error, order)
     return failure_record(
         flow=FLOW,
         object_type="order",
-        object_ref=object_ref(channel.code if channel_known else "virtualstock", order.reference),
+        object_ref=object_ref(channel.code if channel_known else order.system, order.reference),
         error=error,
         title=title,
         system=getattr(error, "system", "") or channel.system,
         value=order.total,
         currency=order.currency,
-        refs=[order.reference, str(order.id)],
-        context={"channel": channel.code, "order_id": order.id},
+        refs=sorted({order.reference, order.id}),
+        context={"channel": channel.code, "order_id": order.id, "system": order.system},
         payload={"order": order.raw} if isinstance(error, MissingMapping | AmountsDoNotCarry) else None,
     )
 
 
-def _title(error: BaseException, order: Order) -> str:
+def _title(error: BaseException, order: IncomingOrder) -> str:
     if isinstance(error, MissingMapping):
         return f"Order {order.reference} waits for a mapping: {error.message}"
     if isinstance(error, AmountsDoNotCarry):
@@ -135,14 +323,16 @@ def _title(error: BaseException, order: Order) -> str:
 
 
 class AmountsDoNotCarry(DataError):
-    """A line's total cannot be split into a unit price exact to the minor unit."""
+    """A line's total cannot be split into a unit price exact to the minor unit, or the lines and shipping do not
+    add up to the order's total."""
 
     exception_kind = "totals_mismatch"
 
 
-def order_import_one(*, channel: Channel, order: Order) -> bool:
+def order_import_one(*, channel: Channel, order: IncomingOrder, source=None) -> bool:
     """Bring one order into Centra and acknowledge it at the source. Returns True if it was created now, False if
     it was already there. Raises MissingMapping, AmountsDoNotCarry, or the connectors' errors."""
+    source = source or SOURCES[channel.system]()
     link = _link_for(channel, order)
     if link.acknowledged_at:
         return False
@@ -156,21 +346,21 @@ def order_import_one(*, channel: Channel, order: Order) -> bool:
             pass  # an earlier attempt landed before its link was saved: Centra has it, under this very number
         link.created_in_target_at = timezone.now()
         link.save(update_fields=["created_in_target_at", "updated_at"])
-    _acknowledge(order)
+    source.acknowledge(order)
     link.acknowledged_at = timezone.now()
     link.save(update_fields=["acknowledged_at", "updated_at"])
     object_succeeded(flow=FLOW, object_ref=object_ref(channel.code, order.reference))
     return created_now
 
 
-def _link_for(channel: Channel, order: Order) -> Link:
+def _link_for(channel: Channel, order: IncomingOrder) -> Link:
     with transaction.atomic():
         # Retailers may reuse each other's references: an order is known by its channel and its reference.
         link, created = Link.objects.select_for_update().get_or_create(
             kind=Link.Kind.ORDER,
             source_system=channel.code,
             source_ref=order.reference,
-            defaults={"channel": channel, "source_id": str(order.id)},
+            defaults={"channel": channel, "source_id": order.id},
         )
         if link.centra_number is None:
             link.centra_number = settings.CENTRA_IMPORT_ORDER_NUMBER_BASE + link.pk
@@ -178,7 +368,7 @@ def _link_for(channel: Channel, order: Order) -> Link:
     return link
 
 
-def _translate(*, channel: Channel, order: Order, number: int) -> ExternalOrder:
+def _translate(*, channel: Channel, order: IncomingOrder, number: int) -> ExternalOrder:
     if channel.centra_market_id is None:
         raise DataError(
             f"The channel {channel.name} has no Centra market: set it on the channel.",
@@ -188,57 +378,49 @@ def _translate(*, channel: Channel, order: Order, number: int) -> ExternalOrder:
     unit = minor_unit(order.currency)
     lines = []
     for line in order.lines:
-        sku = centra_sku_for(system=channel.system, code=line.part_number)
-        total = line.total if line.total is not None else (line.subtotal or Decimal(0)) + (line.tax or Decimal(0))
-        unit_price = (total / line.quantity).quantize(unit)
-        if unit_price * line.quantity != total or not is_exact(total, order.currency):
+        sku = centra_sku_for(system=channel.system, code=line.code)
+        unit_price = (line.total / line.quantity).quantize(unit)
+        if unit_price * line.quantity != line.total or not is_exact(line.total, order.currency):
             raise AmountsDoNotCarry(
-                f"Line {line.line_ref}: {total} {order.currency} for {line.quantity} units is not a whole unit price",
+                f"Line {line.line_ref}: {line.total} {order.currency} for {line.quantity} units is not a whole "
+                "unit price",
                 system=channel.system,
                 operation="order import",
             )
         lines.append((sku, line.quantity, unit_price, unit_price))
-    shipping = shipping_method_for(system=channel.system, method=order.delivery_service_code or "standard")
-    address = order.shipping_address
-    first, _, last = (address.get("full_name") or "").partition(" ")
+    if order.total is not None and order.system == System.MARKETPLACE:
+        carried = sum((line.total for line in order.lines), Decimal(0)) + order.shipping_value
+        if carried != order.total:
+            raise AmountsDoNotCarry(
+                f"The lines and shipping come to {carried} {order.currency}, the order's total is {order.total}",
+                system=channel.system,
+                operation="order import",
+            )
+    shipping = shipping_method_for(system=channel.system, method=order.shipping_method)
+    address = order.address
     return ExternalOrder(
         number=number,
-        email=address.get("email") or f"{order.reference.lower()}@orders.invalid",
-        country=(address.get("country") or "GB")[:2].upper(),
+        email=address["email"] or f"{order.reference.lower()}@orders.invalid",
+        country=(address["country"] or "GB")[:2].upper(),
         market_id=channel.centra_market_id,
-        first_name=first,
-        last_name=last,
-        address=address.get("line_1") or "",
-        city=address.get("city") or "",
-        zipcode=address.get("postal_code") or "",
-        phone=address.get("phone") or "",
+        first_name=address["first_name"],
+        last_name=address["last_name"],
+        address=address["line_1"],
+        city=address["city"],
+        zipcode=address["postal_code"],
+        phone=address["phone"],
         shipping_option=shipping.centra_shipping_option,
-        shipping_value=Decimal(0),
+        shipping_value=order.shipping_value,
         lines=lines,
         reference=f"{channel.name} {order.reference}",
     )
 
 
-def _acknowledge(order: Order) -> None:
-    client = connections.virtualstock()
-    pending = [
-        LineQuantity(line.part_number, line.line_ref, line.quantity) for line in order.lines if line.status == "ORDER"
-    ]
-    if not pending:
-        return
-    try:
-        client.acknowledge(order.id, pending)
-    except DataError:
-        # Refused: maybe an earlier attempt's acknowledgement landed after all. Look before giving up.
-        if client.order(order.id).status == "ORDER":
-            raise
-
-
 def retry(exception) -> None:
     """Re-run one order through the flow (the exception queue calls this)."""
     channel = Channel.objects.get(code=exception.context["channel"])
-    order = connections.virtualstock().order(exception.context["order_id"])
-    order_import_one(channel=channel, order=order)
+    source = SOURCES[channel.system]()
+    order_import_one(channel=channel, order=source.fetch(str(exception.context["order_id"])), source=source)
 
 
 register_retry_handler(FLOW, retry)

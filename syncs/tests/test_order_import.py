@@ -281,3 +281,93 @@ def test_a_totals_mismatch_that_fails_again_on_retry_keeps_its_kind_and_team(bra
     exception.refresh_from_db()
     assert (exception.kind, exception.team, exception.status) == ("totals_mismatch", "finance", Status.OPEN)
     assert exception.refs.filter(ref="jl-3").exists()
+
+
+def marketplace_order(order_id: str, *, sku: str = "MP-TEE-S", unit_price: str = "25.00", quantity: int = 2) -> dict:
+    return {
+        "id": order_id,
+        "status": "NEW",
+        "currency": "EUR",
+        "shipping_method": "STANDARD",
+        "shipping_price": "4.95",
+        "customer": {
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "email": "grace@example.com",
+            "address1": "Hauptstraße 1",
+            "city": "Berlin",
+            "zipcode": "10115",
+            "country": "DE",
+            "phone": "+49 30 123456",
+        },
+        "lines": [{"id": f"{order_id}-1", "seller_sku": sku, "quantity": quantity, "unit_price": unit_price}],
+    }
+
+
+@pytest.fixture
+def marketplace_brand(brand):
+    Channel.objects.create(code="zalando", name="Zalando", system="marketplace", centra_market_id=2)
+    ShippingMethodMapping.objects.create(
+        system="marketplace", source_method="STANDARD", centra_shipping_option="standard"
+    )
+    SkuMapping.objects.create(system="marketplace", centra_sku="TEE100BLKS", external_code="MP-TEE-S")
+    return brand
+
+
+@pytest.mark.django_db
+def test_a_marketplace_order_reaches_centra_with_its_shipping_and_is_acknowledged_after(marketplace_brand):
+    marketplace_brand("marketplace").seed(orders=[marketplace_order("MP-1")])
+    summary = order_import_run()
+    assert (summary.examined, summary.imported, summary.failed) == (1, 1, 0)
+    [order] = centra_orders(marketplace_brand)
+    assert order["lines"][0]["unitPrice"] == "25.00" and order["lines"][0]["quantity"] == 2
+    assert Decimal(order["shipping"]) == Decimal("4.95")
+    assert connections.centra().order(order["number"]).grand_total == Decimal("54.95")
+    link = Link.objects.get(source_system="zalando", source_ref="MP-1")
+    assert link.centra_number == order["number"] and link.acknowledged_at is not None
+    assert marketplace_brand("marketplace").state()["orders"]["MP-1"]["acknowledged_at"] is not None
+    operations = marketplace_brand("marketplace").operations()
+    assert operations.index("order_acknowledge") > operations.index("orders_list")
+    # Polled again: nothing new is created and nothing is examined twice.
+    assert order_import_run().examined == 0
+    assert len(centra_orders(marketplace_brand)) == 1
+
+
+@pytest.mark.django_db
+def test_a_marketplace_order_with_an_unmapped_seller_sku_waits_and_is_not_acknowledged(marketplace_brand):
+    marketplace_brand("marketplace").seed(orders=[marketplace_order("MP-2", sku="ZZ-UNKNOWN")])
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.object_ref, exception.currency) == ("unmapped_sku", "zalando:MP-2", "EUR")
+    assert exception.mapping_key == {"code": "ZZ-UNKNOWN"}
+    assert "No SKU mapping for Marketplace" in exception.title
+    assert centra_orders(marketplace_brand) == []
+    assert marketplace_brand("marketplace").state()["orders"]["MP-2"]["acknowledged_at"] is None
+
+
+@pytest.mark.django_db
+def test_a_marketplace_order_with_an_unmapped_shipping_method_names_it(marketplace_brand):
+    order = marketplace_order("MP-3")
+    order["shipping_method"] = "PICKUP_POINT"
+    marketplace_brand("marketplace").seed(orders=[order])
+    order_import_run()
+    exception = SyncException.objects.get()
+    assert (exception.kind, exception.mapping_key) == ("unmapped_shipping_method", {"method": "PICKUP_POINT"})
+    assert centra_orders(marketplace_brand) == []
+
+
+@pytest.mark.django_db
+def test_a_marketplace_order_retried_from_the_queue_is_fetched_again_and_imported(marketplace_brand):
+    from exceptions.services import exception_run_retry
+
+    marketplace_brand("marketplace").seed(orders=[marketplace_order("MP-4", sku="MP-TEE-M")])
+    order_import_run()
+    exception = SyncException.objects.get()
+    SkuMapping.objects.create(system="marketplace", centra_sku="TEE100BLKM", external_code="MP-TEE-M")
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)  # as the mapping change does
+    assert exception_run_retry(exception_id=exception.pk) is True
+    exception.refresh_from_db()
+    assert exception.status == Status.RESOLVED
+    [order] = centra_orders(marketplace_brand)
+    assert [line.sku for line in connections.centra().order(order["number"]).lines] == ["TEE100BLKM"]
+    assert marketplace_brand("marketplace").state()["orders"]["MP-4"]["acknowledged_at"] is not None
