@@ -282,6 +282,11 @@ EXCEPTION_DIGEST_WEBHOOKS = {
 
 # Orders imported into Centra get numbers from here up (plus the link's id), reserved before the order is sent.
 CENTRA_IMPORT_ORDER_NUMBER_BASE = env.int("CENTRA_IMPORT_ORDER_NUMBER_BASE", default=900000)
+# An order that has not reached its next step this long after the last raises order_stalled: imported and
+# acknowledged at its source; in Fulfil; fully shipped.
+ORDER_STALLED_IMPORT_MINUTES = env.int("ORDER_STALLED_IMPORT_MINUTES", default=60)
+ORDER_STALLED_EXPORT_MINUTES = env.int("ORDER_STALLED_EXPORT_MINUTES", default=120)
+ORDER_STALLED_SHIP_HOURS = env.int("ORDER_STALLED_SHIP_HOURS", default=72)
 
 # --- Stock sync ---------------------------------------------------------------------------------------------------
 # The system whose stock figures are the truth: centra, fulfil or inventory_planner.
