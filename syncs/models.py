@@ -137,3 +137,21 @@ class StockState(models.Model):
     @property
     def needs_push(self) -> bool:
         return self.pushed_value != self.ats
+
+
+class UnitsInFlight(models.Model):
+    """Units of an order Switchyard has seen that the stock master has not recorded yet (an order imported but not
+    yet in Centra, or not yet in Fulfil). Until the master has them, every channel's available-to-sell counts them
+    as sold: otherwise a flash sale oversells in the seconds to minutes an order takes to reach the master."""
+
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="units_in_flight")
+    sku = models.CharField(max_length=100, help_text="Centra SKU.")
+    quantity = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "sku"], name="units_in_flight_once")]
+        indexes = [models.Index(fields=["sku"])]
+        verbose_name_plural = "units in flight"
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.sku} ({self.link})"

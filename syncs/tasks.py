@@ -1,7 +1,7 @@
 """django-q2 entry points of the syncs. Thin: each calls a flow through the run bookkeeping."""
 
 from syncs.flows import FLOWS
-from syncs.flows.stock_push import stock_reconcile_if_due, velocity_refresh
+from syncs.flows.stock_push import stock_push_run, stock_reconcile_if_due, velocity_refresh
 from syncs.flows.webhooks import webhook_process, webhooks_sweep
 from syncs.notifications import send_team_digests
 from syncs.runs import flow_running, run_flow
@@ -28,6 +28,12 @@ def process_webhook(webhook_id: int) -> str:
 def stock_reconcile() -> bool:
     """Scheduled: the full stock reconcile, when STOCK_FULL_RECONCILE_MINUTES have passed since the last."""
     return stock_reconcile_if_due()
+
+
+def stock_push_skus(skus: list[str]) -> str:
+    """Enqueued when orders are seen: push these SKUs' stock now, their units in flight counted as sold."""
+    summary = stock_push_run(skus=skus)
+    return f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)"
 
 
 def stock_velocity() -> int:

@@ -303,5 +303,8 @@ STOCK_ZERO_GUARD_MIN = env.int("STOCK_ZERO_GUARD_MIN", default=20)
 STOCK_PUSH_MAX_SECONDS = env.int("STOCK_PUSH_MAX_SECONDS", default=min(60, Q_TIMEOUT // 3))
 # A SKU × channel pair not confirmed by the channel for this long raises stock_stale.
 STOCK_STALE_MINUTES = env.int("STOCK_STALE_MINUTES", default=120)
+# Units of an order Switchyard has seen but the stock master has not recorded yet count as sold on every channel
+# for at most this long (then the order is stalled and someone is on it).
+STOCK_IN_FLIGHT_MAX_HOURS = env.int("STOCK_IN_FLIGHT_MAX_HOURS", default=24)
 # Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.
 STOCK_FULL_RECONCILE_MINUTES = env.int("STOCK_FULL_RECONCILE_MINUTES", default=360)

@@ -31,8 +31,10 @@ from syncs.connectors.virtualstock import LineQuantity
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.models import Link
 from syncs.runs import RunCounter
+from syncs.stock.in_flight import stock_push_soon, units_in_flight_record
 
 FLOW = "order_import"
+PUSH_EVERY_SKUS = 50  # a long run starts a stock push for the SKUs its orders sold this often
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,11 @@ def order_import_run(*, counter: RunCounter | None = None) -> ImportSummary:
 
 
 def _import_from(source, channels: list[Channel], summary: ImportSummary, counter: RunCounter | None) -> None:
+    touched: set[str] = set()
     for raw in source.pending():
+        if len(touched) >= PUSH_EVERY_SKUS:
+            stock_push_soon(touched)
+            touched = set()
         summary.examined += 1
         failed_before = summary.failed
         try:
@@ -256,7 +262,7 @@ def _import_from(source, channels: list[Channel], summary: ImportSummary, counte
                     system="switchyard",
                     operation="order import",
                 )
-            fresh = order_import_one(channel=channel, order=order, source=source)
+            fresh = order_import_one(channel=channel, order=order, source=source, touched=touched)
         except Exception as error:  # every failure of one order lands in the queue, whatever it is
             summary.failed += 1
             recorded = _record(channel=channel or channels[0], order=order, error=error, channel_known=bool(channel))
@@ -268,6 +274,7 @@ def _import_from(source, channels: list[Channel], summary: ImportSummary, counte
             counter.add(
                 examined=1, succeeded=int(summary.failed == failed_before), failed=summary.failed - failed_before
             )
+    stock_push_soon(touched)
 
 
 def _channel_for(order: IncomingOrder, channels: list[Channel]) -> Channel | None:
@@ -329,9 +336,12 @@ class AmountsDoNotCarry(DataError):
     exception_kind = "totals_mismatch"
 
 
-def order_import_one(*, channel: Channel, order: IncomingOrder, source=None) -> bool:
+def order_import_one(*, channel: Channel, order: IncomingOrder, source=None, touched: set[str] | None = None) -> bool:
     """Bring one order into Centra and acknowledge it at the source. Returns True if it was created now, False if
-    it was already there. Raises MissingMapping, AmountsDoNotCarry, or the connectors' errors."""
+    it was already there. Raises MissingMapping, AmountsDoNotCarry, or the connectors' errors.
+
+    The order's units count as sold on every channel from here on; their SKUs are pushed at once, or added to
+    ``touched`` for the caller to push together with other orders'."""
     source = source or SOURCES[channel.system]()
     link = _link_for(channel, order)
     if link.acknowledged_at:
@@ -339,6 +349,14 @@ def order_import_one(*, channel: Channel, order: IncomingOrder, source=None) -> 
     created_now = False
     if not link.created_in_target_at:
         external = _translate(channel=channel, order=order, number=link.centra_number)
+        quantities: dict[str, int] = {}
+        for sku, quantity, _price, _original in external.lines:
+            quantities[sku] = quantities.get(sku, 0) + quantity
+        units_in_flight_record(link, quantities)  # sold: every channel counts it before Centra or Fulfil does
+        if touched is None:
+            stock_push_soon(quantities)
+        else:
+            touched.update(quantities)
         try:
             connections.centra().create_external_order(external)
             created_now = True

@@ -1,0 +1,60 @@
+"""Units in flight: sold on a channel, seen by Switchyard, not yet recorded by the stock master.
+
+An order takes seconds to minutes to reach the stock master (imported into Centra, then exported to Fulfil). In a
+flash sale that is long enough for every other channel to sell the same last units. So from the moment Switchyard
+sees an order until the master has it, its units count as sold on every channel: available-to-sell subtracts them
+(the ``in_flight`` line of the breakdown) and a stock push for those SKUs is started at once.
+
+When the master "has" an order depends on which system it is: Centra has an imported order once it is created
+there (and its own web orders always); Fulfil and Inventory Planner have an order once its sale is in Fulfil.
+A cancelled order holds nothing, and neither does one seen more than ``STOCK_IN_FLIGHT_MAX_HOURS`` ago: by then it
+is an ``order_stalled`` exception someone is working on, and holding its units any longer would only hide stock.
+"""
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from mappings.models import System
+from syncs.models import Link, UnitsInFlight
+
+STATUS = "in_flight"  # the name of the subtraction in the available-to-sell breakdown
+
+
+def units_in_flight_record(link: Link, quantities: Mapping[str, int]) -> None:
+    """Say which units an order holds (Centra SKU → quantity), replacing what it held before."""
+    wanted = {sku: int(quantity) for sku, quantity in quantities.items() if int(quantity) > 0}
+    with transaction.atomic():
+        UnitsInFlight.objects.filter(link=link).exclude(sku__in=list(wanted)).delete()
+        for sku, quantity in wanted.items():
+            UnitsInFlight.objects.update_or_create(link=link, sku=sku, defaults={"quantity": quantity})
+
+
+def _not_yet_at_master() -> Q:
+    not_cancelled = Q(link__detail__cancelled__isnull=True) | Q(link__detail__cancelled=False)
+    recent = Q(link__created_at__gte=timezone.now() - timedelta(hours=settings.STOCK_IN_FLIGHT_MAX_HOURS))
+    not_cancelled &= recent
+    if settings.STOCK_MASTER == System.CENTRA:
+        return not_cancelled & ~Q(link__source_system="centra") & Q(link__created_in_target_at__isnull=True)
+    return not_cancelled & Q(link__exported_at__isnull=True)
+
+
+def stock_push_soon(skus: Iterable[str]) -> None:
+    """Ask a worker to push these SKUs' stock now (after the current transaction commits)."""
+    skus = sorted(set(skus))
+    if skus:
+        from django_q.tasks import async_task
+
+        transaction.on_commit(lambda: async_task("syncs.tasks.stock_push_skus", skus))
+
+
+def units_in_flight(skus: Iterable[str] | None = None) -> dict[str, int]:
+    """Units each SKU has in flight now (only SKUs with some)."""
+    query = UnitsInFlight.objects.filter(_not_yet_at_master())
+    if skus is not None:
+        query = query.filter(sku__in=list(skus))
+    return dict(query.values("sku").annotate(units=Sum("quantity")).values_list("sku", "units").iterator())
