@@ -239,8 +239,12 @@ class CentraClient:
             rate_limiter=RateLimiter([(requests_per_10s, 10)]),
             sleep=sleep,
         )
-        # Mutations have buckets of their own, on top of the request bucket.
-        self.mutation_limiter = RateLimiter([(mutations_per_10s, 10), (mutations_per_hour, 3600)])
+        # Mutations have buckets of their own, on top of the request bucket. The hourly budget is also spread over
+        # the hour (at most a hundredth of it in any 36 s), so a rush cannot spend it in the first minutes and
+        # leave the web store's stock frozen for the rest of the hour.
+        self.mutation_limiter = RateLimiter(
+            [(mutations_per_10s, 10), (max(1, mutations_per_hour // 100), 36), (mutations_per_hour, 3600)]
+        )
         self.order_api = ConnectorSession(
             system=SYSTEM,
             base_url=order_api_url or base_url,

@@ -345,3 +345,15 @@ def test_the_simulator_signs_its_webhooks_as_centra_does(sandbox, control):
     body, headers = received[0]
     events = verify_webhook(secret=SECRET, body=body, headers=headers)
     assert events[0]["type"] == "order" and events[0]["id"] == 1000
+
+
+def test_the_hourly_mutation_budget_is_spread_over_the_hour():
+    """A rush may not spend the hour's 1,000 mutations in its first minutes: at most 10 go in any 36 s."""
+    client = CentraClient(base_url="http://127.0.0.1:9", token="t", mutations_per_10s=100, mutations_per_hour=1000)
+    now = [1000.0]
+    client.mutation_limiter._clock = lambda: now[0]
+    for _ in range(10):
+        assert client.mutation_limiter.acquire() == 0
+    assert client.mutation_limiter.wait_time() == pytest.approx(36.0)
+    now[0] += 36.0
+    assert client.mutation_limiter.wait_time() == 0
