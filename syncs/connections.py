@@ -13,6 +13,7 @@ from syncs.connectors.http import Timeouts
 from syncs.connectors.inventory_planner import InventoryPlannerClient
 from syncs.connectors.marketplace import GenericMarketplaceClient
 from syncs.connectors.virtualstock import VirtualstockClient
+from syncs.rate_budget import shared_like
 
 LABELS = {
     "centra": "Centra",
@@ -31,6 +32,13 @@ REQUIRED = {
 }
 
 
+def _shared(client):
+    """Give the client's request limiter a budget shared by every worker (RATE_LIMITS_SHARED)."""
+    if settings.RATE_LIMITS_SHARED:
+        client.session.rate_limiter = shared_like(f"{client.session.system}:requests", client.session.rate_limiter)
+    return client
+
+
 def _timeouts() -> Timeouts:
     return Timeouts(connect=settings.CONNECTOR_CONNECT_TIMEOUT, read=settings.CONNECTOR_READ_TIMEOUT)
 
@@ -38,7 +46,7 @@ def _timeouts() -> Timeouts:
 @cache
 def centra() -> CentraClient:
     conf = settings.CONNECTIONS["centra"]
-    return CentraClient(
+    client = CentraClient(
         base_url=conf["base_url"],
         token=conf["token"],
         order_api_url=conf["order_api_url"],
@@ -48,51 +56,62 @@ def centra() -> CentraClient:
         mutations_per_hour=conf["mutations_per_hour"],
         timeouts=_timeouts(),
     )
+    if settings.RATE_LIMITS_SHARED:
+        client.mutation_limiter = shared_like("centra:mutations", client.mutation_limiter)
+    return _shared(client)
 
 
 @cache
 def fulfil() -> FulfilClient:
     conf = settings.CONNECTIONS["fulfil"]
-    return FulfilClient(
-        base_url=conf["base_url"],
-        api_key=conf["api_key"],
-        rate_limit=(conf["requests_per_second"], 1.0),
-        timeouts=_timeouts(),
+    return _shared(
+        FulfilClient(
+            base_url=conf["base_url"],
+            api_key=conf["api_key"],
+            rate_limit=(conf["requests_per_second"], 1.0),
+            timeouts=_timeouts(),
+        )
     )
 
 
 @cache
 def virtualstock() -> VirtualstockClient:
     conf = settings.CONNECTIONS["virtualstock"]
-    return VirtualstockClient(
-        base_url=conf["base_url"],
-        username=conf["username"],
-        password=conf["password"],
-        rate_limit=(conf["requests_per_minute"], 60.0),
-        timeouts=_timeouts(),
+    return _shared(
+        VirtualstockClient(
+            base_url=conf["base_url"],
+            username=conf["username"],
+            password=conf["password"],
+            rate_limit=(conf["requests_per_minute"], 60.0),
+            timeouts=_timeouts(),
+        )
     )
 
 
 @cache
 def inventory_planner() -> InventoryPlannerClient:
     conf = settings.CONNECTIONS["inventory_planner"]
-    return InventoryPlannerClient(
-        base_url=conf["base_url"],
-        api_key=conf["api_key"],
-        account=conf["account"],
-        rate_limit=(conf["requests_per_minute"], 60.0),
-        timeouts=_timeouts(),
+    return _shared(
+        InventoryPlannerClient(
+            base_url=conf["base_url"],
+            api_key=conf["api_key"],
+            account=conf["account"],
+            rate_limit=(conf["requests_per_minute"], 60.0),
+            timeouts=_timeouts(),
+        )
     )
 
 
 @cache
 def marketplace() -> GenericMarketplaceClient:
     conf = settings.CONNECTIONS["marketplace"]
-    return GenericMarketplaceClient(
-        base_url=conf["base_url"],
-        api_key=conf["api_key"],
-        rate_limit=(conf["requests_per_second"], 1.0),
-        timeouts=_timeouts(),
+    return _shared(
+        GenericMarketplaceClient(
+            base_url=conf["base_url"],
+            api_key=conf["api_key"],
+            rate_limit=(conf["requests_per_second"], 1.0),
+            timeouts=_timeouts(),
+        )
     )
 
 

@@ -155,3 +155,15 @@ class UnitsInFlight(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.sku} ({self.link})"
+
+
+class RateBudget(models.Model):
+    """The calls made recently against one API rate limit, by every worker on every machine: what keeps several
+    workers together inside a budget meant for one integration (see syncs.rate_budget)."""
+
+    key = models.CharField(max_length=100, unique=True, help_text="The system and bucket, e.g. 'centra:mutations'.")
+    calls = models.JSONField(default=list, help_text="When each recent call went (Unix seconds).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key

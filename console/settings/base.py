@@ -288,6 +288,10 @@ ORDER_STALLED_IMPORT_MINUTES = env.int("ORDER_STALLED_IMPORT_MINUTES", default=6
 ORDER_STALLED_EXPORT_MINUTES = env.int("ORDER_STALLED_EXPORT_MINUTES", default=120)
 ORDER_STALLED_SHIP_HOURS = env.int("ORDER_STALLED_SHIP_HOURS", default=72)
 
+# Rate limits counted across every worker on every machine (one database row per bucket), so several clusters
+# together stay inside each API's budget. Off, each process paces itself alone.
+RATE_LIMITS_SHARED = env.bool("RATE_LIMITS_SHARED", default=True)
+
 # --- Stock sync ---------------------------------------------------------------------------------------------------
 # The system whose stock figures are the truth: centra, fulfil or inventory_planner.
 STOCK_MASTER = env.str("STOCK_MASTER", default="fulfil")
@@ -308,3 +312,14 @@ STOCK_STALE_MINUTES = env.int("STOCK_STALE_MINUTES", default=120)
 STOCK_IN_FLIGHT_MAX_HOURS = env.int("STOCK_IN_FLIGHT_MAX_HOURS", default=24)
 # Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.
 STOCK_FULL_RECONCILE_MINUTES = env.int("STOCK_FULL_RECONCILE_MINUTES", default=360)
+
+# --- Shipments and returns ----------------------------------------------------------------------------------------
+# Shipment sync reads Fulfil's shipments done since its cursor (Fulfil's newest change it has seen), starting this
+# much earlier, so a shipment committed late with an earlier write date is never skipped; the first run looks back
+# SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS.
+SHIPMENT_SYNC_OVERLAP_MINUTES = env.int("SHIPMENT_SYNC_OVERLAP_MINUTES", default=30)
+SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS = env.int("SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS", default=72)
+# Ask Centra to capture the payment when a shipment is created. A capture that fails is a finance exception.
+CENTRA_CAPTURE_ON_SHIPMENT = env.bool("CENTRA_CAPTURE_ON_SHIPMENT", default=True)
+# When Centra is the stock master: the Centra warehouse returned units are delivered into once inspected.
+RETURNS_CENTRA_WAREHOUSE_ID = env.int("RETURNS_CENTRA_WAREHOUSE_ID", default=STOCK_CENTRA_WAREHOUSE_ID)

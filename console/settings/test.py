@@ -8,3 +8,5 @@ DATABASES = {
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Each test builds its own clients; the few tests of the shared budget turn it on.
+RATE_LIMITS_SHARED = False
