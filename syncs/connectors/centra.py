@@ -146,6 +146,38 @@ class RateLimitStatus:
     remaining: int
 
 
+@dataclass(frozen=True)
+class ReturnLine:
+    id: int
+    shipment_line_id: int
+    order_line_id: int
+    sku: str
+    quantity: int
+    line_value: Decimal  # including tax: what the customer gets back for the line, as Centra computed it
+
+
+@dataclass(frozen=True)
+class Return:
+    """A return of (part of) a shipment and what it refunds: the lines, plus shipping and handling given back, less
+    the return cost and any discount kept; ``grand_total`` is Centra's own sum of them, the amount refunded."""
+
+    id: int
+    status: str
+    created_at: str
+    returned_to_stock: bool
+    order_number: int
+    shipment_id: int
+    currency: str
+    line_values: Decimal
+    shipping: Decimal
+    handling: Decimal
+    discounts: Decimal
+    return_cost: Decimal
+    grand_total: Decimal
+    lines: list[ReturnLine]
+    refunds: list[Decimal]  # the refund payments it triggered
+
+
 @dataclass
 class MutationResult:
     payload: dict
@@ -205,6 +237,14 @@ SHIPMENT_FIELDS = """
   lines { id quantity orderLine { id } }
 """
 USER_FEEDBACK = "userErrors { message path } userWarnings { message path }"
+RETURN_FIELDS = """
+  id status createdAt returnedToStock
+  shipment { id order { number } }
+  grandTotal { value currency { code } }
+  totals { lineValues { value } shipping { value } handling { value } discounts { value } returnCost { value } }
+  lines { id quantity lineValue { value } shipmentLine { id orderLine { id productSize { SKU } } } }
+  refundPaymentHistory { id value { value } }
+"""
 
 
 # --- the client ---------------------------------------------------------------------------------------------------
@@ -430,6 +470,33 @@ class CentraClient:
             idempotent=True,
         )
 
+    def deliver_stock(self, *, warehouse_id: int, levels: list[StockLevel], description: str) -> MutationResult:
+        """Add delivered units (``quantity`` of each size) to the physical stock of one warehouse, as a goods
+        receipt does. It is a change, not a level: sending it twice adds twice, so it is never retried once it may
+        have arrived, and callers record that they sent it."""
+        by_variant: dict[int, list[dict]] = {}
+        for level in levels:
+            if level.quantity <= 0:
+                raise ValueError("a delivery adds a positive quantity")
+            by_variant.setdefault(level.variant_id, []).append(
+                {"size": {"name": level.size_name}, "deliveredQuantity": level.quantity}
+            )
+        return self.mutate(
+            f"""mutation changeStock($input: StockChangeInput!) {{
+              changeStock(input: $input) {{ stockChange {{ id }} {USER_FEEDBACK} }} }}""",
+            {
+                "input": {
+                    "intoWarehouse": {"id": warehouse_id},
+                    "description": description,
+                    "productVariants": [
+                        {"productVariant": {"id": variant_id}, "sizeChanges": sizes}
+                        for variant_id, sizes in by_variant.items()
+                    ],
+                }
+            },
+            operation="changeStock",
+        )
+
     def warehouses(self) -> list[dict]:
         return self.execute("query warehouses { warehouses { id name status } }", operation="warehouses")["warehouses"]
 
@@ -495,25 +562,54 @@ class CentraClient:
         return _shipment(result.payload["shipment"]), result.warnings
 
     def create_return(
-        self, *, shipment_id: int, lines: list[tuple[int, int]], release_to_stock: bool, comment: str = ""
+        self,
+        *,
+        shipment_id: int,
+        lines: list[tuple[int, int]],
+        release_to_stock: bool,
+        comment: str = "",
+        refund_shipping: bool = False,
+        return_cost: Decimal | None = None,
+        currency: str = "",
     ) -> int:
-        """Register a return of [(shipment line id, quantity)]; returns its id."""
+        """Register a return of [(shipment line id, quantity)]; returns its id. ``refund_shipping`` gives the
+        shipment's shipping back too; ``return_cost`` (in ``currency``) is kept from the refund."""
+        values = {
+            "shipment": {"id": shipment_id},
+            "comment": comment,
+            "returnStockActionPolicy": {"releaseItemsBackToWarehouse": release_to_stock}
+            if release_to_stock
+            else {"removeItemsFromStock": True},
+            "lines": [{"shipmentLine": {"id": line_id}, "quantity": q} for line_id, q in lines],
+        }
+        if refund_shipping:
+            values["shippingCost"] = {"fromShipment": True}
+        if return_cost is not None:
+            # Centra's MonetaryValueInput is a Float; a two-decimal amount prints back exactly as itself.
+            values["returnCost"] = {"value": float(return_cost), "currencyIsoCode": currency}
         result = self.mutate(
             f"""mutation createReturn($input: ReturnCreateInput!) {{
               createReturn(input: $input) {{ return {{ id }} {USER_FEEDBACK} }} }}""",
-            {
-                "input": {
-                    "shipment": {"id": shipment_id},
-                    "comment": comment,
-                    "returnStockActionPolicy": {"releaseItemsBackToWarehouse": release_to_stock}
-                    if release_to_stock
-                    else {"removeItemsFromStock": True},
-                    "lines": [{"shipmentLine": {"id": line_id}, "quantity": q} for line_id, q in lines],
-                }
-            },
+            {"input": values},
             operation="createReturn",
         )
         return result.payload["return"]["id"]
+
+    def return_records(self) -> Iterator[Return]:
+        """Every return with its lines and what it refunds, page by page to the end."""
+        query = f"""query returns($limit: Int, $page: Int) {{
+          returns(limit: $limit, page: $page) {{ {RETURN_FIELDS} }} }}"""
+        page = 1
+        while True:
+            rows = self.execute(query, {"limit": self.page_size, "page": page}, operation="returns")["returns"]
+            yield from (_return(row) for row in rows)
+            if len(rows) < self.page_size:
+                return
+            page += 1
+
+    def return_record(self, return_id: int) -> Return | None:
+        """One return, or None. Found by paging: the returns query is not filtered here."""
+        return next((record for record in self.return_records() if record.id == return_id), None)
 
     def returns(self) -> Iterator[dict]:
         query = """query returns($limit: Int, $page: Int) { returns(limit: $limit, page: $page) {
@@ -724,6 +820,42 @@ def _shipment(row: dict) -> Shipment:
         service=carrier.get("serviceName"),
         lines=[ShipmentLine(line["id"], line["orderLine"]["id"], line["quantity"]) for line in row["lines"]],
     )
+
+
+def _return(row: dict) -> Return:
+    try:
+        totals = row["totals"]
+        return Return(
+            id=row["id"],
+            status=row["status"],
+            created_at=row["createdAt"],
+            returned_to_stock=bool(row["returnedToStock"]),
+            order_number=row["shipment"]["order"]["number"],
+            shipment_id=row["shipment"]["id"],
+            currency=row["grandTotal"]["currency"]["code"],
+            line_values=_money(totals["lineValues"]),
+            shipping=_money(totals["shipping"]),
+            handling=_money(totals["handling"]),
+            discounts=_money(totals["discounts"]),
+            return_cost=_money(totals["returnCost"]),
+            grand_total=_money(row["grandTotal"]),
+            lines=[
+                ReturnLine(
+                    id=line["id"],
+                    shipment_line_id=line["shipmentLine"]["id"],
+                    order_line_id=line["shipmentLine"]["orderLine"]["id"],
+                    sku=(line["shipmentLine"]["orderLine"].get("productSize") or {}).get("SKU", ""),
+                    quantity=line["quantity"],
+                    line_value=_money(line["lineValue"]),
+                )
+                for line in row["lines"]
+            ],
+            refunds=[_money(entry["value"]) for entry in row.get("refundPaymentHistory") or []],
+        )
+    except (KeyError, TypeError) as error:
+        raise TransientError(
+            f"a return in an unexpected shape ({error!r})", system=SYSTEM, operation="returns"
+        ) from None
 
 
 def _order(row: dict) -> Order:

@@ -76,6 +76,7 @@ SHIPMENT_FIELDS = [
     "moves",
 ]
 MOVE_FIELDS = ["product", "product.code", "quantity", "origin", "state"]
+RETURN_SHIPMENT_FIELDS = ["number", "state", "warehouse", "effective_date", "create_date", "write_date", "moves"]
 
 
 # --- Fulfil's typed JSON values -------------------------------------------------------------------------------
@@ -730,6 +731,26 @@ class FulfilClient:
         rows = [
             row for page in self._pages("stock.shipment.out", domain, SHIPMENT_FIELDS, None, None, None) for row in page
         ]
+        return self._shipments(rows)
+
+    def shipment(self, shipment_id: int) -> Shipment | None:
+        """One customer shipment with its moves, or None."""
+        domain = [["id", "=", shipment_id]]
+        rows = [
+            row for page in self._pages("stock.shipment.out", domain, SHIPMENT_FIELDS, None, None, None) for row in page
+        ]
+        return self._shipments(rows)[0] if rows else None
+
+    def return_shipments(self, shipment_ids: Iterable[int]) -> list[Shipment]:
+        """Customer return shipments (``stock.shipment.out.return``, made when a credit is confirmed) with their
+        moves. The warehouse marks one ``received`` when the parcel arrives and ``done`` once the goods are
+        inspected and put back in stock; ``cancel`` when nothing comes back. Carrier fields are None."""
+        ids = list(shipment_ids)
+        if not ids:
+            return []
+        domain = [["id", "in", ids]]
+        model = "stock.shipment.out.return"
+        rows = [row for page in self._pages(model, domain, RETURN_SHIPMENT_FIELDS, None, None, None) for row in page]
         return self._shipments(rows)
 
     def _shipments(self, rows: list[dict]) -> list[Shipment]:

@@ -1,9 +1,18 @@
 """The flows: one module per kind of movement. Importing this package registers each flow's retry handler."""
 
-from syncs.flows import order_import, order_watch, stock_push, webhooks  # noqa: F401 - webhooks registers its retry handler
+from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
+    order_import,
+    order_watch,
+    return_sync,
+    shipment_sync,
+    stock_push,
+    webhooks,
+)
 
 FLOWS = {
     order_import.FLOW: order_import.order_import_run,
     stock_push.FLOW: stock_push.stock_push_run,
     order_watch.FLOW: order_watch.order_watch_run,
+    shipment_sync.FLOW: shipment_sync.shipment_sync_run,
+    return_sync.FLOW: return_sync.return_sync_run,
 }

@@ -1258,6 +1258,19 @@ class FulfilSimulator(Simulator):
             sale["state"] = "done"
             sale["write_date"] = datetime.now(UTC)
 
+    def _split_shipments(self, sale: dict) -> None:
+        """One customer shipment per move: every move after a shipment's first goes to a new shipment."""
+        for shipment_id in self._sale_value(sale, "shipments"):
+            shipment = self._record("stock.shipment.out", shipment_id)
+            for move in sorted(self._shipment_moves("stock.shipment.out", shipment), key=lambda m: m["id"])[1:]:
+                self.state["sequences"]["stock.shipment.out"] += 1
+                values = {
+                    name: shipment[name]
+                    for name in ("state", "warehouse", "customer", "delivery_address", "planned_date")
+                }
+                values["number"] = f"CS{self.state['sequences']['stock.shipment.out']}"
+                move["shipment"] = f"stock.shipment.out,{self._insert('stock.shipment.out', values)}"
+
     def _shipment_moves(self, model: str, shipment: dict) -> list[dict]:
         return [m for m in self._rows("stock.move") if m["shipment"] == f"{model},{shipment['id']}"]
 
@@ -1382,7 +1395,7 @@ class FulfilSimulator(Simulator):
         """``{"generate": {...}}``: the demo brand's variants with stock per warehouse, and Fulfil sales for the
         web orders Centra already shows as processing or shipped (``"sales": false`` leaves them out). Explicit
         objects in API shape: ``products`` (create values plus ``warehouse_quantities``), ``sales`` (create values,
-        with a ``state`` to drive them to), ``config``."""
+        with a ``state`` to drive them to and ``shipment_per_line`` to split their shipment), ``config``."""
         self.state["config"].update(body.get("config", {}))
         try:
             self._seed_objects(body)
@@ -1429,6 +1442,7 @@ class FulfilSimulator(Simulator):
 
     def _seed_sale(self, values: dict, rng) -> int:
         target = values.pop("state", "draft")
+        split = bool(values.pop("shipment_per_line", False))
         if isinstance(values.get("lines"), list) and values["lines"] and isinstance(values["lines"][0], dict):
             values["lines"] = [["create", values["lines"]]]
         for line in values.get("lines", [[None, []]])[0][1]:
@@ -1445,11 +1459,13 @@ class FulfilSimulator(Simulator):
             values.setdefault("invoice_address", addresses[0])
             values.setdefault("shipment_address", addresses[0])
         sale_id = self._create_one("sale.sale", values)
-        self._drive_sale(self._record("sale.sale", sale_id), target, rng)
+        self._drive_sale(self._record("sale.sale", sale_id), target, rng, split=split)
         return sale_id
 
-    def _drive_sale(self, sale: dict, target: str, rng) -> None:
-        """Move a seeded sale along the workflow to ``target``; shipped history does not move today's stock."""
+    def _drive_sale(self, sale: dict, target: str, rng, *, split: bool = False) -> None:
+        """Move a seeded sale along the workflow to ``target``; shipped history does not move today's stock.
+        ``split`` gives each goods line a customer shipment of its own, as a warehouse splits a shipment to send
+        what it has now and the rest later."""
         if target == "cancelled":
             self._sale_sale_cancel(sale)
             return
@@ -1462,6 +1478,8 @@ class FulfilSimulator(Simulator):
             sale["state"] = "confirmed"
         if steps.index(target) >= 3:
             self._sale_sale_process(sale)
+            if split:
+                self._split_shipments(sale)
         if target == "done":
             for shipment_id in self._sale_value(sale, "shipments"):
                 shipment = self._record("stock.shipment.out", shipment_id)

@@ -281,6 +281,9 @@ def m_change_stock(sim, info, input):
     into, out = input.get("intoWarehouse"), input.get("outFromWarehouse")
     if not into and not out:
         return _payload(stockChange=None, userErrors=[_user_error("Give intoWarehouse, outFromWarehouse or both")])
+    for name, warehouse in (("intoWarehouse", into), ("outFromWarehouse", out)):
+        if warehouse and str(warehouse["id"]) not in simulator.state["warehouses"]:
+            return _payload(stockChange=None, userErrors=[_user_error(f"Warehouse {warehouse['id']} not found", name)])
     moves = []
     for index, entry in enumerate(input["productVariants"]):
         variant = simulator.state["variants"].get(str(entry["productVariant"]["id"]))
@@ -508,6 +511,15 @@ def m_create_return(sim, info, input):
         s_line["returned"] = s_line.get("returned", 0) + entry["quantity"]
         _order_line(order, s_line["orderLineId"])["returnedQuantity"] += entry["quantity"]
     policy = input.get("returnStockActionPolicy") or {}
+    costs = {}
+    for name, from_shipment in (("shippingCost", dec(order["shipping"])), ("handlingCost", Decimal(0))):
+        chosen = input.get(name) or {}
+        if len([key for key in ("fromShipment", "value") if chosen.get(key) is not None]) > 1:
+            return _payload(
+                **{"return": None}, userErrors=[_user_error("Give exactly one of its fields", "input", name)]
+            )
+        costs[name] = from_shipment if chosen.get("fromShipment") else dec((chosen.get("value") or {}).get("value", 0))
+    return_cost = dec((input.get("returnCost") or {}).get("value", 0))
     return_id = simulator._next("return")
     record = {
         "id": return_id,
@@ -520,6 +532,9 @@ def m_create_return(sim, info, input):
         "refunded": False,
         "releaseToStock": bool(policy.get("releaseItemsBackToWarehouse")),
         "comment": input.get("comment"),
+        "shipping": str(costs["shippingCost"]),
+        "handling": str(costs["handlingCost"]),
+        "returnCost": str(return_cost),
     }
     simulator.state["returns"][str(return_id)] = record
     simulator._event("Return", "CREATED", return_id, order)
@@ -650,10 +665,30 @@ def _return_lines(record, info):
     simulator = _sim(info)
     shipment = simulator.state["shipments"][str(record["shipmentId"])]
     by_id = {line["id"]: line for line in _shipment_lines(shipment, info)}
+    currency = simulator.state["orders"][str(record["orderNumber"])]["currency"]
     return [
-        {"id": line["id"], "quantity": line["quantity"], "shipmentLine": by_id[line["shipmentLineId"]]}
+        {
+            "id": line["id"],
+            "quantity": line["quantity"],
+            "shipmentLine": by_id[line["shipmentLineId"]],
+            "currency": currency,
+        }
         for line in record["lines"]
     ]
+
+
+def _return_line_money(field: str):
+    """Resolver for a return line's unitPrice or lineValue: the order line's price, with or without tax."""
+
+    def resolve(line, info, includingTax=True):
+        order_line = line["shipmentLine"]["orderLine"]
+        unit = dec(order_line["unitPrice"])
+        amount = unit * line["quantity"] if field == "lineValue" else unit
+        if not includingTax:
+            amount = excluding_tax(amount, dec(order_line["taxPercent"]), line["currency"])
+        return money(amount, line["currency"])
+
+    return resolve
 
 
 def _return_totals(record, info):
@@ -661,8 +696,10 @@ def _return_totals(record, info):
     return {
         "quantity": sum(line["quantity"] for line in record["lines"]),
         "lineValues": money(dec(record["value"]), order["currency"]),
-        "shipping": money(0, order["currency"]),
+        "handling": money(dec(record.get("handling", "0")), order["currency"]),
+        "shipping": money(dec(record.get("shipping", "0")), order["currency"]),
         "discounts": money(0, order["currency"]),
+        "returnCost": money(dec(record.get("returnCost", "0")), order["currency"]),
     }
 
 
@@ -750,6 +787,11 @@ RESOLVERS = {
     "DirectToConsumerReturn.totals": _return_totals,
     "DirectToConsumerReturn.returnedToStock": lambda r, i: r["releaseToStock"] and r["status"] == "COMPLETED",
     "DirectToConsumerReturn.refundPaymentHistory": _refunds,
+    "DirectToConsumerReturn.grandTotal": lambda r, i, includingTax=True: money(
+        _sim(i)._return_total(r), _sim(i).state["orders"][str(r["orderNumber"])]["currency"]
+    ),
+    "ReturnLine.lineValue": _return_line_money("lineValue"),
+    "ReturnLine.unitPrice": _return_line_money("unitPrice"),
     "Product.variants": lambda p, i: [_sim(i).state["variants"][str(v)] for v in p["variantIds"]],
     "ProductVariant.product": lambda v, i: _sim(i).state["products"][str(v["productId"])],
     "ProductVariant.productSizes": lambda v, i: [_sim(i).state["sizes"][str(s)] for s in v["sizeIds"]],

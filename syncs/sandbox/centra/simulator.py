@@ -613,6 +613,11 @@ class CentraSimulator(Simulator):
             order["shipping"]
         )
 
+    def _return_total(self, record: dict) -> Decimal:
+        """What a return refunds: its lines, plus shipping and handling given back, less the return cost."""
+        given_back = dec(record["value"]) + dec(record.get("shipping", "0")) + dec(record.get("handling", "0"))
+        return given_back - dec(record.get("returnCost", "0"))
+
     def _complete_return(self, record: dict, *, refund: bool) -> None:
         if record["status"] == "COMPLETED":
             return
@@ -623,7 +628,7 @@ class CentraSimulator(Simulator):
                 self._stock(line["sizeId"], 1)["physical"] += line["quantity"]
         if refund and not record["refunded"]:
             record["refunded"] = True
-            order["payments"].append(self._payment("REFUND", "SUCCESS", dec(record["value"]), order["currency"]))
+            order["payments"].append(self._payment("REFUND", "SUCCESS", self._return_total(record), order["currency"]))
         self._event("Return", "COMPLETED", record["id"], order)
 
     def tick(self, rng) -> None:

@@ -1,0 +1,428 @@
+"""Returns and refunds: a return in Centra → a credit in Fulfil; the warehouse's inspection → stock back for sale.
+
+Two steps, each recorded on the return's link as it is done, so a retry resumes where it stopped:
+
+1. **Credit.** Every Centra return, partial ones included, becomes a credit in Fulfil against the order's sale,
+   exact to the minor unit: each returned line at the value Centra refunds for it, shipping and handling given
+   back, the return cost and any discount kept as charges. The parts are Centra's own figures, checked to add up to
+   Centra's total and never recalculated; the credit's total in Fulfil is checked against it before it is
+   confirmed. Confirming it makes the return shipment the warehouse receives against. A return of a marketplace
+   order is reported to the marketplace, once. A failure here is finance's ``refund_not_posted``.
+2. **Stock back.** Only once the warehouse has received and inspected the goods — Fulfil's return shipment is
+   ``done`` — do the units it took back go in at the stock master, and a stock push for those SKUs follows. With
+   Fulfil as the master the done return shipment is itself the stock-in; with Centra the units are delivered into
+   Centra's warehouse (unless Centra put them back itself); Inventory Planner takes its stock from those systems.
+   A failure here is operations' ``return_stock_in_failed``.
+"""
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from exceptions.registry import register_retry_handler
+from exceptions.services import failure_record, object_succeeded
+from mappings.models import System
+from mappings.money import is_exact, minor_unit
+from mappings.services import MissingMapping, centra_sku_for, skus_for
+from syncs import connections
+from syncs.connectors import marketplace as mp
+from syncs.connectors.centra import Return, StockLevel
+from syncs.connectors.errors import DataError, RateLimited
+from syncs.connectors.fulfil import CreditLine
+from syncs.flows.shipment_sync import order_lock
+from syncs.flows.stock_push import stock_push_run
+from syncs.models import Link
+from syncs.runs import RunCounter
+
+FLOW = "return_sync"
+MARKETPLACE_RETURN_REASON = "UNKNOWN"  # Centra's return carries no reason the marketplace's codes could name
+
+CREDITED, AWAITING_WAREHOUSE, STOCKED_IN, ALREADY_SYNCED, NOT_OURS = (
+    "credited",
+    "awaiting the warehouse",
+    "stocked in",
+    "already synced",
+    "not ours",
+)
+
+
+@dataclass
+class ReturnSummary:
+    examined: int = 0
+    credited: int = 0
+    awaiting_warehouse: int = 0  # credited; the warehouse has not finished inspecting the goods yet
+    stocked_in: int = 0
+    already_synced: int = 0
+    skipped: int = 0  # returns of orders Switchyard did not handle
+    failed: int = 0
+    exception_ids: list[int] = field(default_factory=list)
+
+
+class RefundNotPosted(DataError):
+    """The credit for a Centra refund could not be posted in Fulfil exactly."""
+
+    exception_kind = "refund_not_posted"
+
+
+class StockInFailed(DataError):
+    """Inspected returned units could not be put back at the stock master."""
+
+    exception_kind = "return_stock_in_failed"
+
+
+def object_ref(return_id: int) -> str:
+    return f"centra:return:{return_id}"
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def return_sync_run(*, counter: RunCounter | None = None) -> ReturnSummary:
+    """Take every Centra return one step further: credit it, then, once the warehouse is done with it, put its
+    stock back. Each return goes through or becomes an exception on its own."""
+    summary = ReturnSummary()
+    for centra_return in connections.centra().return_records():
+        summary.examined += 1
+        failed_before = summary.failed
+        try:
+            outcome = return_sync_one(centra_return=centra_return)
+        except Exception as error:  # every failure of one return lands in the queue, whatever it is
+            summary.failed += 1
+            summary.exception_ids.append(_record(centra_return, error).pk)
+        else:
+            summary.credited += int(outcome == CREDITED)
+            summary.awaiting_warehouse += int(outcome in (CREDITED, AWAITING_WAREHOUSE))
+            summary.stocked_in += int(outcome == STOCKED_IN)
+            summary.already_synced += int(outcome == ALREADY_SYNCED)
+            summary.skipped += int(outcome == NOT_OURS)
+        if counter:
+            failed = summary.failed - failed_before
+            counter.add(examined=1, succeeded=1 - failed, failed=failed)
+    return summary
+
+
+# --- one return ---------------------------------------------------------------------------------------------------
+
+
+def return_sync_one(*, centra_return: Return) -> str:
+    """Take one Centra return as far as it can go now. Returns CREDITED (the credit was posted now and the goods
+    are awaited), AWAITING_WAREHOUSE, STOCKED_IN, ALREADY_SYNCED, or NOT_OURS for an order Switchyard does not
+    know. Raises RefundNotPosted, StockInFailed, MissingMapping, or the connectors' errors."""
+    order_link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=centra_return.order_number).first()
+    if order_link is None:
+        return NOT_OURS
+    link, _ = Link.objects.get_or_create(
+        kind=Link.Kind.RETURN,
+        source_system=System.CENTRA,
+        source_ref=str(centra_return.id),
+        defaults={"order": order_link, "channel": order_link.channel, "centra_id": str(centra_return.id)},
+    )
+    if link.detail.get("stock_pushed_at"):
+        return ALREADY_SYNCED
+    with order_lock(order_link):
+        link.refresh_from_db()
+        with _failing_as(RefundNotPosted):
+            credited_now = _post_credit(link, order_link, centra_return)
+        _report_to_marketplace(link, order_link, centra_return)
+        with _failing_as(StockInFailed):
+            stocked_now = _stock_back(link, centra_return)
+    object_succeeded(flow=FLOW, object_ref=object_ref(centra_return.id))
+    if stocked_now:
+        return STOCKED_IN
+    if link.detail.get("stock_pushed_at"):
+        return ALREADY_SYNCED
+    return CREDITED if credited_now else AWAITING_WAREHOUSE
+
+
+@contextlib.contextmanager
+def _failing_as(error_class: type[DataError]):
+    """A refusal in this step is the step's own kind of exception, with the other system's messages kept. Missing
+    mappings, outages and refused credentials keep their kinds: adding the mapping, or waiting, fixes those."""
+    try:
+        yield
+    except DataError as error:
+        if isinstance(error, error_class):
+            raise
+        raise error_class(
+            error.message,
+            details=error.details,
+            system=error.system,
+            operation=error.operation,
+            exchange=error.exchange,
+        ) from error
+
+
+def _done(link: Link, step: str, **extra) -> None:
+    link.detail[step] = timezone.now().isoformat()
+    link.detail.update(extra)
+    link.save(update_fields=["detail", "updated_at"])
+
+
+# --- step 1: the credit -------------------------------------------------------------------------------------------
+
+
+def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
+    """Post and confirm the credit, once. Returns True when it was posted now."""
+    if link.detail.get("credit_confirmed_at"):
+        return False
+    fulfil = connections.fulfil()
+    lines, refund = credit_lines(centra_return)
+    if not link.fulfil_id:
+        if not order_link.fulfil_id:
+            raise RefundNotPosted(
+                f"Order {centra_return.order_number} is not in Fulfil yet: its credit needs the sale",
+                system="switchyard",
+                operation="return sync",
+            )
+        reference = f"centra-return-{centra_return.id}"
+        # Fulfil's create is not idempotent: an earlier attempt whose answer was lost is found by its reference.
+        existing = fulfil.sale_by_reference(reference)
+        if existing is not None and existing.state != "cancelled" and existing.origin_sale_id == order_link.fulfil_id:
+            credit_id = existing.id
+        else:
+            credit_id = fulfil.create_credit(
+                order_link.fulfil_id,
+                lines,
+                reference=reference,
+                comment=f"Centra return {centra_return.id} of order {centra_return.order_number}",
+            )
+        link.fulfil_id = credit_id
+        link.detail.update(refund=str(refund), currency=centra_return.currency)
+        link.save(update_fields=["fulfil_id", "detail", "updated_at"])
+    credit = fulfil.sale(link.fulfil_id)
+    if credit is None or credit.total_amount != -refund:
+        raise RefundNotPosted(
+            f"Fulfil's credit {link.fulfil_id} totals {credit.total_amount if credit else 'nothing'}, "
+            f"but Centra refunds {refund} {centra_return.currency}: it was left unconfirmed",
+            system=System.FULFIL,
+            operation="sale.sale.read",
+        )
+    fulfil.confirm_sale(link.fulfil_id)  # makes the return shipment the warehouse receives the goods against
+    _done(link, "credit_confirmed_at", credit_number=credit.number)
+    return True
+
+
+def credit_lines(centra_return: Return) -> tuple[list[CreditLine], Decimal]:
+    """The credit's lines for a Centra return, and the refund they add up to. Every amount is Centra's own; the
+    sum is checked against Centra's total and refused when it differs. Raises RefundNotPosted, MissingMapping."""
+    currency = centra_return.currency
+    codes = skus_for(system=System.FULFIL, centra_skus=[line.sku for line in centra_return.lines])
+    lines: list[CreditLine] = []
+    for line in centra_return.lines:
+        lines += _exact_lines(codes[line.sku], line.quantity, line.line_value, currency)
+    line_values = sum((line.line_value for line in centra_return.lines), Decimal(0))
+    given_back = [("Shipping refund", centra_return.shipping), ("Handling refund", centra_return.handling)]
+    kept = [("Return cost kept", centra_return.return_cost), ("Discount kept", centra_return.discounts)]
+    for description, amount in given_back:
+        if amount:
+            lines.append(CreditLine(quantity=1, unit_price=amount, description=description, shipping=True))
+    for description, amount in kept:
+        if amount:
+            # A charge on a credit: one unit back at a negative price is a positive amount, which the refund lacks.
+            lines.append(CreditLine(quantity=1, unit_price=-amount, description=description, shipping=True))
+    refund = line_values + sum(amount for _, amount in given_back) - sum(amount for _, amount in kept)
+    problems = []
+    if line_values != centra_return.line_values:
+        problems.append(f"its lines add up to {line_values}, its line total is {centra_return.line_values}")
+    if refund != centra_return.grand_total:
+        problems.append(
+            f"lines {line_values} + shipping {centra_return.shipping} + handling {centra_return.handling} "
+            f"- return cost {centra_return.return_cost} - discounts {centra_return.discounts} = {refund}, "
+            f"but its total is {centra_return.grand_total}"
+        )
+    amounts = [line_values, centra_return.grand_total] + [amount for _, amount in given_back + kept]
+    if not all(is_exact(amount, currency) for amount in amounts):
+        problems.append(f"an amount is not a whole number of {currency} minor units")
+    if problems:
+        raise RefundNotPosted(
+            f"Centra return {centra_return.id} does not add up: {problems[0]}",
+            details=problems,
+            system=System.CENTRA,
+            operation="returns",
+        )
+    return lines, refund
+
+
+def _exact_lines(code: str, quantity: int, value: Decimal, currency: str) -> list[CreditLine]:
+    """Credit lines for ``quantity`` units worth ``value`` together, exactly: one line when the units share a
+    whole unit price, else all but one at the price rounded down and the last at what remains."""
+    description = f"Return of {code}"
+    unit_price = (value / quantity).quantize(minor_unit(currency), rounding=ROUND_DOWN)
+    if unit_price * quantity == value:
+        return [CreditLine(quantity=quantity, unit_price=unit_price, product_code=code, description=description)]
+    return [
+        CreditLine(quantity=quantity - 1, unit_price=unit_price, product_code=code, description=description),
+        CreditLine(
+            quantity=1, unit_price=value - unit_price * (quantity - 1), product_code=code, description=description
+        ),
+    ]
+
+
+def _report_to_marketplace(link: Link, order_link: Link, centra_return: Return) -> None:
+    """Tell the marketplace an order came from about the returned units, once."""
+    channel = order_link.channel
+    if channel is None or channel.system != System.MARKETPLACE or link.detail.get("marketplace_reported_at"):
+        return
+    client = connections.marketplace()
+    order_id = order_link.source_id or order_link.source_ref
+    order = client.order(order_id)
+    returned = {line.line_id: line.returned_quantity for line in order.lines}
+    planned = link.detail.get("marketplace_lines")
+    if planned:
+        # Sent before and the answer lost? The marketplace counts the units returned on each line.
+        before = link.detail.get("marketplace_returned_before") or {}
+        if all(returned.get(line_id, 0) >= before.get(line_id, 0) + quantity for line_id, quantity in planned):
+            _done(link, "marketplace_reported_at")
+            return
+    else:
+        wanted: Counter[str] = Counter()
+        for line in centra_return.lines:
+            wanted[line.sku] += line.quantity
+        codes = skus_for(system=System.MARKETPLACE, centra_skus=list(wanted))
+        planned = []
+        for sku, quantity in wanted.items():
+            left = quantity
+            for line in order.lines:
+                room = line.shipped_quantity - line.returned_quantity
+                if line.sku.lower() == codes[sku].lower() and (take := min(left, room)) > 0:
+                    planned.append([line.line_id, take])
+                    left -= take
+            if left:
+                raise DataError(
+                    f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} that can be "
+                    f"returned, but Centra's return {centra_return.id} has {quantity}",
+                    system=System.MARKETPLACE,
+                    operation="return_create",
+                )
+        link.detail.update(marketplace_lines=planned, marketplace_returned_before=returned)
+        link.save(update_fields=["detail", "updated_at"])
+    return_id = client.report_return(
+        order_id, [mp.ReturnLine(line_id, quantity) for line_id, quantity in planned], reason=MARKETPLACE_RETURN_REASON
+    )
+    _done(link, "marketplace_reported_at", marketplace_return_id=return_id)
+
+
+# --- step 2: stock back -------------------------------------------------------------------------------------------
+
+
+def _stock_back(link: Link, centra_return: Return) -> bool:
+    """Once the warehouse is done with the return, put what it took back in at the stock master and push those
+    SKUs. Returns True when that happened now, False while the warehouse is not done (or it was done before)."""
+    if link.detail.get("stock_pushed_at"):
+        return False
+    if not link.detail.get("stocked_in_at"):
+        received = _received(link)
+        if received is None:
+            return False
+        _put_back_at_master(link, centra_return, received)
+        _done(link, "stocked_in_at", received=received)
+    skus = sorted(link.detail.get("received") or {})
+    if skus:
+        stock_push_run(skus=skus)  # the same targeted push a stock webhook starts
+    _done(link, "stock_pushed_at")
+    return True
+
+
+def _received(link: Link) -> dict[str, int] | None:
+    """Centra SKU → units the warehouse took back into stock, once every return shipment of the credit is done or
+    cancelled; None until then."""
+    fulfil = connections.fulfil()
+    credit = fulfil.get("sale.sale", link.fulfil_id, ["shipment_returns"])
+    shipments = fulfil.return_shipments((credit or {}).get("shipment_returns") or [])
+    if not shipments or any(shipment.state not in ("done", "cancel", "cancelled") for shipment in shipments):
+        return None
+    received: Counter[str] = Counter()
+    for shipment in shipments:
+        if shipment.state != "done":
+            continue
+        for move in shipment.moves:
+            if move.state == "done" and move.quantity > 0 and move.product_code:
+                received[centra_sku_for(system=System.FULFIL, code=move.product_code)] += move.quantity
+    return dict(received)
+
+
+def _put_back_at_master(link: Link, centra_return: Return, received: dict[str, int]) -> None:
+    """Book the received units in at the stock master. Only Centra needs a write of ours: Fulfil booked them when
+    its return shipment went done, and Inventory Planner reads its stock from Fulfil or Centra."""
+    if settings.STOCK_MASTER != System.CENTRA or not received:
+        return
+    if centra_return.returned_to_stock:
+        return  # the Centra return released the units to its warehouse itself: adding them again would double them
+    warehouse_id = settings.RETURNS_CENTRA_WAREHOUSE_ID
+    if link.detail.get("centra_delivery_sent_at"):
+        # A delivery adds to stock; one that may have landed is never sent again blindly.
+        raise StockInFailed(
+            f"Delivering {_units(received)} into Centra warehouse {warehouse_id} was sent but not confirmed. "
+            "Check Centra's stock: if the units are there, resolve this; if not, book them in by hand and resolve.",
+            system=System.CENTRA,
+            operation="changeStock",
+        )
+    client = connections.centra()
+    sizes = client.sizes_by_sku(received)
+    missing = sorted(set(received) - set(sizes))
+    if missing:
+        raise StockInFailed(
+            f"Centra has no size with SKU {', '.join(missing)}", system=System.CENTRA, operation="productSizes"
+        )
+    levels = [StockLevel(sizes[sku].variant_id, sizes[sku].size_name, quantity) for sku, quantity in received.items()]
+    _done(link, "centra_delivery_sent_at")
+    try:
+        client.deliver_stock(
+            warehouse_id=warehouse_id,
+            levels=levels,
+            description=f"Return {centra_return.id} of order {centra_return.order_number}, inspected",
+        )
+    except (DataError, RateLimited):
+        # Refused (Centra changed nothing) or turned away before it was read: safe to send again later.
+        del link.detail["centra_delivery_sent_at"]
+        link.save(update_fields=["detail", "updated_at"])
+        raise
+
+
+def _units(quantities: dict[str, int]) -> str:
+    return ", ".join(f"{quantity} × {sku}" for sku, quantity in sorted(quantities.items()))
+
+
+# --- failures and retries -----------------------------------------------------------------------------------------
+
+
+def _record(centra_return: Return, error: BaseException):
+    number = centra_return.order_number
+    if isinstance(error, MissingMapping):
+        title = f"Return {centra_return.id} of order {number} waits for a mapping: {error.message}"
+    elif isinstance(error, RefundNotPosted):
+        title = f"Refund of return {centra_return.id} (order {number}) not posted to Fulfil"
+    elif isinstance(error, StockInFailed):
+        title = f"Stock of return {centra_return.id} (order {number}) not booked back in"
+    else:
+        title = f"Return {centra_return.id} of order {number} could not be synced"
+    order_link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=number).first()
+    return failure_record(
+        flow=FLOW,
+        object_type="return",
+        object_ref=object_ref(centra_return.id),
+        error=error,
+        title=title,
+        system=getattr(error, "system", "") or System.CENTRA,
+        value=centra_return.grand_total,
+        currency=centra_return.currency,
+        refs=[str(number), str(centra_return.id), order_link.source_ref if order_link else ""],
+        context={"return_id": centra_return.id, "order_number": number},
+    )
+
+
+def retry(exception) -> None:
+    """Re-run one return through the flow (the exception queue calls this)."""
+    centra_return = connections.centra().return_record(exception.context["return_id"])
+    if centra_return is None:
+        raise DataError(
+            f"Centra has no return {exception.context['return_id']} any more", system=System.CENTRA, operation="returns"
+        )
+    return_sync_one(centra_return=centra_return)
+
+
+register_retry_handler(FLOW, retry)

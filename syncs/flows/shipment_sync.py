@@ -1,0 +1,557 @@
+"""Shipment sync: Fulfil's shipments → Centra → the retailer or marketplace the order came from.
+
+For each customer shipment Fulfil marked done since the last run (a cursor on Fulfil's own clock, read again with
+an overlap so a shipment committed late is never skipped): find the order through its sale → create a Centra
+shipment of exactly the lines and units that left the warehouse (a partial shipment ships those lines only) and
+complete it with the carrier, service and tracking number → when the order came from Virtualstock or a
+marketplace, report it there with the carrier translated to that system's code. The shipment's link records every
+step as it is done, so a retry resumes where it stopped: Centra never gets a second shipment, the retailer never a
+second dispatch. A warning from Centra (a payment that could not be captured) becomes an exception for finance and
+never holds the parcel's tracking back. Once every unit of the order has shipped, the order's link says when.
+"""
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from exceptions.registry import register_retry_handler
+from exceptions.services import failure_record, object_succeeded
+from mappings.models import System
+from mappings.services import MissingMapping, carrier_code_for, centra_sku_for, skus_for
+from syncs import connections
+from syncs.connectors.centra import Order as CentraOrder
+from syncs.connectors.errors import DataError, TransientError
+from syncs.connectors.fulfil import Shipment
+from syncs.connectors.marketplace import ShipmentLine
+from syncs.connectors.virtualstock import DispatchLine
+from syncs.connectors.virtualstock import Order as VirtualstockOrder
+from syncs.models import Link, SyncRun
+from syncs.runs import RunCounter
+
+FLOW = "shipment_sync"
+ORDER_LOCK_BASE = 0x4F52444552000000  # "ORDER": one advisory lock per order link, shared with the return sync
+
+SHIPPED, ALREADY_SYNCED, NOT_OURS = "shipped", "already synced", "not ours"
+
+
+@dataclass
+class ShipmentSummary:
+    examined: int = 0
+    shipped: int = 0
+    already_synced: int = 0
+    skipped: int = 0  # shipments of sales Switchyard did not make (wholesale, entered by hand in Fulfil)
+    failed: int = 0
+    exception_ids: list[int] = field(default_factory=list)
+    cursor: str | None = None  # the newest change Fulfil showed: where the next run starts, less the overlap
+
+
+class CaptureNotSettled(TransientError):
+    """Centra created the shipment but did not capture the payment. Checked again automatically: an asynchronous
+    payment provider may still settle it."""
+
+
+class ShipmentDoesNotMatch(DataError):
+    """What Fulfil shipped is not what is left to ship of the order in Centra or at its source."""
+
+
+class OrderNotInCentra(DataError):
+    """The order a shipment belongs to is not in Centra."""
+
+    exception_kind = "missing_in_target"
+
+
+def object_ref(shipment_id: int) -> str:
+    return f"fulfil:{shipment_id}"
+
+
+@contextlib.contextmanager
+def order_lock(order_link: Link):
+    """One worker at a time on an order's shipments and returns, across every worker on every machine (a
+    PostgreSQL advisory lock, held outside any transaction so every step recorded inside stays recorded). SQLite,
+    the embedded default with one machine, runs one worker."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = ORDER_LOCK_BASE + order_link.pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def shipment_sync_run(*, counter: RunCounter | None = None) -> ShipmentSummary:
+    """Sync every customer shipment Fulfil marked done since the cursor. Each shipment goes through or becomes an
+    exception on its own. The cursor moves on only when a whole run succeeds (run_flow keeps the summary), so a
+    run that fails half-way reads the same shipments again."""
+    summary = ShipmentSummary()
+    cursor = _cursor()
+    newest = cursor
+    since = cursor - timedelta(minutes=settings.SHIPMENT_SYNC_OVERLAP_MINUTES)
+    for shipment in connections.fulfil().shipments_since(since):
+        summary.examined += 1
+        if shipment.changed_at and shipment.changed_at > newest:
+            newest = shipment.changed_at
+        failed_before = summary.failed
+        try:
+            outcome = shipment_sync_one(shipment=shipment)
+        except Exception as error:  # every failure of one shipment lands in the queue, whatever it is
+            summary.failed += 1
+            summary.exception_ids.append(_record(shipment, error).pk)
+        else:
+            summary.shipped += int(outcome == SHIPPED)
+            summary.already_synced += int(outcome == ALREADY_SYNCED)
+            summary.skipped += int(outcome == NOT_OURS)
+        if counter:
+            failed = summary.failed - failed_before
+            counter.add(examined=1, succeeded=1 - failed, failed=failed)
+    summary.cursor = newest.isoformat()
+    return summary
+
+
+def _cursor() -> datetime:
+    """Where the last successful run left off; the first time, SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS ago."""
+    last = (
+        SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED, summary__has_key="cursor")
+        .order_by("-started_at")
+        .values_list("summary", flat=True)
+        .first()
+    )
+    if last and last.get("cursor"):
+        return datetime.fromisoformat(last["cursor"])
+    return timezone.now() - timedelta(hours=settings.SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS)
+
+
+# --- one shipment -------------------------------------------------------------------------------------------------
+
+
+def shipment_sync_one(*, shipment: Shipment) -> str:
+    """Bring one Fulfil shipment to Centra and to the order's source, resuming after the last step done. Returns
+    SHIPPED, ALREADY_SYNCED, or NOT_OURS for a sale Switchyard does not know. Raises MissingMapping (a SKU or
+    carrier), ShipmentDoesNotMatch, or the connectors' errors."""
+    order_link = _order_link_for(shipment)
+    if order_link is None:
+        return NOT_OURS
+    link, _ = Link.objects.get_or_create(
+        kind=Link.Kind.SHIPMENT,
+        source_system=System.FULFIL,
+        source_ref=str(shipment.id),
+        defaults={"order": order_link, "channel": order_link.channel, "source_id": shipment.number or ""},
+    )
+    if link.detail.get("synced_at"):
+        return ALREADY_SYNCED
+    with order_lock(order_link):
+        link.refresh_from_db()
+        if link.detail.get("synced_at"):  # another worker finished it while this one waited
+            return ALREADY_SYNCED
+        quantities = _shipped_skus(shipment)
+        _centra_create(link, order_link, quantities)
+        _centra_complete(link, order_link, shipment)
+        _report_to_source(link, order_link, shipment, quantities)
+        _done(link, "synced_at")
+        _mark_order_shipped(order_link)
+    object_succeeded(flow=FLOW, object_ref=object_ref(shipment.id))
+    return SHIPPED
+
+
+def _order_link_for(shipment: Shipment) -> Link | None:
+    """The order a shipment ships: by its sale's id (set when Switchyard made the sale), else by the Centra order
+    number the sale carries as its reference. None for a sale Switchyard did not make."""
+    links = list(Link.objects.filter(kind=Link.Kind.ORDER, fulfil_id__in=shipment.sale_ids))
+    if not links and shipment.sale_ids:
+        sale = connections.fulfil().get("sale.sale", shipment.sale_ids[0], ["reference", "channel_identifier"]) or {}
+        numbers = {int(value) for value in (sale.get("reference"), sale.get("channel_identifier")) if _digits(value)}
+        links = list(Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=numbers))
+    if len(links) > 1:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} ships the sales of {len(links)} orders; ship each order separately",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    return links[0] if links else None
+
+
+def _digits(value) -> bool:
+    return isinstance(value, str) and value.isdigit()
+
+
+def _shipped_skus(shipment: Shipment) -> dict[str, int]:
+    """Centra SKU → units that left the warehouse in this shipment."""
+    quantities: Counter[str] = Counter()
+    for move in shipment.moves:
+        if move.state == "cancelled" or move.quantity <= 0:
+            continue
+        if not move.product_code:
+            raise ShipmentDoesNotMatch(
+                f"Shipment {shipment.number}: a move has no product code", system=System.FULFIL, operation="shipment"
+            )
+        quantities[centra_sku_for(system=System.FULFIL, code=move.product_code)] += move.quantity
+    if not quantities:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} is done in Fulfil with no goods in it",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    return dict(quantities)
+
+
+def _done(link: Link, step: str, **extra) -> None:
+    link.detail[step] = timezone.now().isoformat()
+    link.detail.update(extra)
+    link.save(update_fields=["detail", "updated_at"])
+
+
+# --- Centra -------------------------------------------------------------------------------------------------------
+
+
+def _centra_order(order_link: Link) -> CentraOrder:
+    order = connections.centra().order(order_link.centra_number) if order_link.centra_number else None
+    if order is None:
+        raise OrderNotInCentra(
+            f"Centra has no order {order_link.centra_number} for {order_link}", system=System.CENTRA, operation="orders"
+        )
+    return order
+
+
+def _centra_create(link: Link, order_link: Link, quantities: dict[str, int]) -> None:
+    """Create the Centra shipment of these units, once. The lines are recorded before Centra is asked, so when an
+    answer is lost the next attempt finds the shipment that did land instead of making a second one."""
+    if link.centra_id:
+        return
+    order = _centra_order(order_link)
+    planned = link.detail.get("centra_lines")
+    if planned:
+        landed = _landed(order, planned, set(link.detail.get("centra_known") or []), _claimed(order_link, link))
+        if landed is not None:
+            link.centra_id = str(landed.id)
+            link.created_in_target_at = timezone.now()
+            link.save(update_fields=["centra_id", "created_in_target_at", "updated_at"])
+            return
+    planned = _plan_centra_lines(order, quantities)
+    link.detail.update(centra_lines=planned, centra_known=[shipment.id for shipment in order.shipments])
+    link.save(update_fields=["detail", "updated_at"])
+    capture = settings.CENTRA_CAPTURE_ON_SHIPMENT
+    created, warnings = connections.centra().create_shipment(
+        order_number=order.number, lines=[(line_id, quantity) for line_id, quantity in planned], capture=capture
+    )
+    link.centra_id = str(created.id)
+    link.created_in_target_at = timezone.now()
+    link.detail["centra_warnings"] = warnings
+    link.save(update_fields=["centra_id", "created_in_target_at", "detail", "updated_at"])
+    if capture and not created.is_captured:
+        _capture_not_settled(order.number, created.id, warnings)
+    _other_warnings(link, order.number, [warning for warning in warnings if "captur" not in warning.lower()])
+
+
+def _claimed(order_link: Link, link: Link) -> set[str]:
+    """The Centra shipments other Fulfil shipments of the order already stand for."""
+    siblings = order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).exclude(centra_id="")
+    return set(siblings.values_list("centra_id", flat=True))
+
+
+def _landed(order: CentraOrder, planned: list, known: set[int], claimed: set[str]):
+    """A Centra shipment made by an earlier attempt: new since it was planned, unclaimed, with exactly its lines."""
+    wanted = sorted((int(line_id), int(quantity)) for line_id, quantity in planned)
+    for shipment in order.shipments:
+        lines = sorted((line.order_line_id, line.quantity) for line in shipment.lines)
+        if shipment.id not in known and str(shipment.id) not in claimed and lines == wanted:
+            return shipment
+    return None
+
+
+def _plan_centra_lines(order: CentraOrder, quantities: dict[str, int]) -> list[list[int]]:
+    """[[order line id, quantity]] covering these units, line by line, from what is left to ship on each line."""
+    in_shipments: Counter[int] = Counter()
+    for shipment in order.shipments:
+        for line in shipment.lines:
+            in_shipments[line.order_line_id] += line.quantity
+    planned = []
+    for sku, quantity in quantities.items():
+        left = quantity
+        for line in sorted((line for line in order.lines if line.sku == sku), key=lambda line: line.id):
+            take = min(left, line.quantity - in_shipments[line.id])
+            if take > 0:
+                planned.append([line.id, take])
+                left -= take
+        if left:
+            raise ShipmentDoesNotMatch(
+                f"Centra order {order.number} has {quantity - left} unit(s) of {sku} left to ship, "
+                f"but Fulfil shipped {quantity}",
+                system=System.CENTRA,
+                operation="createShipment",
+            )
+    return planned
+
+
+def _centra_complete(link: Link, order_link: Link, shipment: Shipment) -> None:
+    """Mark the Centra shipment sent with the carrier, service and tracking number, once."""
+    if link.detail.get("centra_completed_at"):
+        return
+    client = connections.centra()
+    try:
+        _done_shipment, warnings = client.complete_shipment(
+            shipment_id=int(link.centra_id),
+            carrier=shipment.carrier or "",
+            service=shipment.carrier_service or "",
+            tracking_number=shipment.tracking_number or "",
+        )
+    except DataError:
+        # Refused: maybe an earlier attempt completed it and the answer was lost. Look before giving up.
+        current = next((s for s in _centra_order(order_link).shipments if str(s.id) == link.centra_id), None)
+        if current is None or not current.is_shipped:
+            raise
+        warnings = []
+    _done(link, "centra_completed_at", centra_warnings=link.detail.get("centra_warnings", []) + warnings)
+    _other_warnings(link, order_link.centra_number, warnings)
+
+
+def _capture_not_settled(order_number: int, centra_shipment_id: int, warnings: list[str]) -> None:
+    message = "; ".join(warnings) or "Centra did not capture the payment when the shipment was created"
+    failure_record(
+        flow=FLOW,
+        object_type="order",
+        object_ref=f"centra:{order_number}:capture",
+        error=CaptureNotSettled(message, system=System.CENTRA, operation="createShipment"),
+        kind_code="payment_capture_lag",
+        title=f"Order {order_number} shipped but its payment was not captured",
+        system=System.CENTRA,
+        refs=[str(order_number)],
+        context={"check": "capture", "order_number": order_number, "centra_shipment_id": centra_shipment_id},
+    )
+
+
+def _other_warnings(link: Link, order_number: int, warnings: list[str]) -> None:
+    """Centra's other warnings on a shipment it made: shown to a person, never dropped."""
+    if not warnings:
+        return
+    failure_record(
+        flow=FLOW,
+        object_type="shipment",
+        object_ref=f"{object_ref(int(link.source_ref))}:warning",
+        error=DataError("; ".join(warnings), system=System.CENTRA, operation="shipment"),
+        title=f"Order {order_number}: Centra warned about shipment {link.centra_id}",
+        system=System.CENTRA,
+        refs=[str(order_number), link.source_id],
+        context={"check": "warning", "shipment_id": int(link.source_ref)},
+    )
+
+
+def _mark_order_shipped(order_link: Link) -> None:
+    """Record when the order is fully shipped: every unit in a completed Centra shipment, every shipment synced."""
+    if order_link.shipped_at:
+        return
+    if order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(detail__has_key="synced_at").exists():
+        return
+    order = _centra_order(order_link)
+    shipped: Counter[int] = Counter()
+    for shipment in order.shipments:
+        if shipment.is_shipped:
+            for line in shipment.lines:
+                shipped[line.order_line_id] += line.quantity
+    if all(shipped[line.id] >= line.quantity for line in order.lines):
+        Link.objects.filter(pk=order_link.pk, shipped_at__isnull=True).update(shipped_at=timezone.now())
+
+
+# --- the order's source -------------------------------------------------------------------------------------------
+
+
+def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantities: dict[str, int]) -> None:
+    """Tell the retailer (Virtualstock) or marketplace the order came from, with its own carrier code, once."""
+    channel = order_link.channel
+    if channel is None or channel.system not in (System.VIRTUALSTOCK, System.MARKETPLACE):
+        return
+    if link.detail.get("source_reported_at"):
+        return
+    if not shipment.tracking_number or not shipment.carrier:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} is done in Fulfil without a carrier and tracking number; "
+            f"{channel.name} needs both",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    carrier = carrier_code_for(system=channel.system, carrier=shipment.carrier, service=shipment.carrier_service or "")
+    if channel.system == System.VIRTUALSTOCK:
+        _dispatch_at_virtualstock(link, order_link, shipment, quantities, carrier)
+    else:
+        _ship_at_marketplace(link, order_link, shipment, quantities, carrier)
+    _done(link, "source_reported_at", source_carrier=carrier)
+
+
+def _sibling_lines(order_link: Link, link: Link, key: str) -> Counter[str]:
+    """Units of each source line the order's other shipments have already reported."""
+    reported: Counter[str] = Counter()
+    for detail in order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).values_list("detail", flat=True):
+        for entry in detail.get(key) or []:
+            reported[str(entry[-2])] += int(entry[-1])
+    return reported
+
+
+def _dispatch_at_virtualstock(
+    link: Link, order_link: Link, shipment: Shipment, quantities: dict[str, int], carrier: str
+) -> None:
+    client = connections.virtualstock()
+    order = client.order(int(order_link.source_id))
+    planned = link.detail.get("virtualstock_lines")
+    if planned and _dispatched(order, planned, shipment.tracking_number):
+        return  # an earlier attempt's dispatch landed; its answer was lost
+    if not planned:
+        planned = _plan_virtualstock_lines(order, quantities, _sibling_lines(order_link, link, "virtualstock_lines"))
+        link.detail["virtualstock_lines"] = planned
+        link.save(update_fields=["detail", "updated_at"])
+    when = shipment.effective_date or timezone.localdate()
+    lines = [
+        DispatchLine(part_number, line_ref, quantity, shipment.tracking_number, carrier, when)
+        for part_number, line_ref, quantity in planned
+    ]
+    try:
+        client.dispatch(order.id, lines)
+    except DataError:
+        # Refused: an earlier attempt may have landed after all. Look before giving up.
+        if not _dispatched(client.order(order.id), planned, shipment.tracking_number):
+            raise
+
+
+def _plan_virtualstock_lines(order: VirtualstockOrder, quantities: dict[str, int], reported: Counter[str]) -> list:
+    """[[part number, line ref, quantity]] for these units, from what each line has left to dispatch."""
+    codes = skus_for(system=System.VIRTUALSTOCK, centra_skus=list(quantities))
+    planned = []
+    for sku, quantity in quantities.items():
+        left = quantity
+        for line in order.lines:
+            if line.part_number.lower() != codes[sku].lower() or line.status.startswith("CANCEL"):
+                continue
+            take = min(left, line.quantity - reported[line.line_ref])
+            if take > 0:
+                planned.append([line.part_number, line.line_ref, take])
+                left -= take
+        if left:
+            raise ShipmentDoesNotMatch(
+                f"Virtualstock order {order.reference} has {quantity - left} unit(s) of {codes[sku]} left to "
+                f"dispatch, but Fulfil shipped {quantity}",
+                system=System.VIRTUALSTOCK,
+                operation="dispatch",
+            )
+    return planned
+
+
+def _dispatched(order: VirtualstockOrder, planned: list, tracking_number: str) -> bool:
+    """Whether every planned line shows this parcel's dispatch (or, where the order lists no dispatches, has been
+    dispatched in full)."""
+    items = {str(item.get("line_reference")): item for item in order.raw.get("items") or []}
+    for _part_number, line_ref, _quantity in planned:
+        item = items.get(str(line_ref)) or {}
+        if "dispatches" in item:
+            if not any(entry.get("tracking_number") == tracking_number for entry in item["dispatches"] or []):
+                return False
+        elif item.get("status") != "DISPATCH":
+            return False
+    return True
+
+
+def _ship_at_marketplace(
+    link: Link, order_link: Link, shipment: Shipment, quantities: dict[str, int], carrier: str
+) -> None:
+    client = connections.marketplace()
+    order_id = order_link.source_id or order_link.source_ref
+    planned = link.detail.get("marketplace_lines")
+    if not planned:
+        order = client.order(order_id)
+        codes = skus_for(system=System.MARKETPLACE, centra_skus=list(quantities))
+        planned = []
+        for sku, quantity in quantities.items():
+            left = quantity
+            for line in order.lines:
+                if line.sku.lower() == codes[sku].lower() and (take := min(left, line.open_quantity)) > 0:
+                    planned.append([line.line_id, take])
+                    left -= take
+            if left:
+                raise ShipmentDoesNotMatch(
+                    f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} open, "
+                    f"but Fulfil shipped {quantity}",
+                    system=System.MARKETPLACE,
+                    operation="shipment_create",
+                )
+        # Kept before sending: the marketplace knows a parcel by its tracking number and the same lines, so a
+        # retry sends exactly this again and gets the first shipment back rather than a second.
+        link.detail["marketplace_lines"] = planned
+        link.save(update_fields=["detail", "updated_at"])
+    lines = [ShipmentLine(line_id, quantity) for line_id, quantity in planned]
+    link.detail["marketplace_shipment_id"] = client.ship(order_id, lines, carrier, shipment.tracking_number)
+    link.save(update_fields=["detail", "updated_at"])
+
+
+# --- failures and retries -----------------------------------------------------------------------------------------
+
+
+def _record(shipment: Shipment, error: BaseException):
+    number = shipment.number or str(shipment.id)
+    link = (
+        Link.objects.filter(kind=Link.Kind.SHIPMENT, source_system=System.FULFIL, source_ref=str(shipment.id))
+        .select_related("order")
+        .first()
+    )
+    order_refs = [str(link.order.centra_number or ""), link.order.source_ref] if link and link.order else []
+    if isinstance(error, MissingMapping):
+        title = f"Shipment {number} waits for a mapping: {error.message}"
+    else:
+        title = f"Shipment {number} could not be synced"
+    return failure_record(
+        flow=FLOW,
+        object_type="shipment",
+        object_ref=object_ref(shipment.id),
+        error=error,
+        title=title,
+        system=getattr(error, "system", "") or System.FULFIL,
+        refs=[number, shipment.tracking_number or "", *order_refs],
+        context={"shipment_id": shipment.id},
+        payload={"shipment": _as_shown(shipment)} if isinstance(error, MissingMapping | ShipmentDoesNotMatch) else None,
+    )
+
+
+def _as_shown(shipment: Shipment) -> dict:
+    """The shipment as people need to see it on the exception (JSON-safe)."""
+    return {
+        "id": shipment.id,
+        "number": shipment.number,
+        "sales": list(shipment.sale_ids),
+        "carrier": shipment.carrier,
+        "service": shipment.carrier_service,
+        "tracking_number": shipment.tracking_number,
+        "moves": [{"product": move.product_code, "quantity": move.quantity} for move in shipment.moves],
+    }
+
+
+def retry(exception) -> None:
+    """Re-run one shipment through the flow, or check a capture again (the exception queue calls this)."""
+    check = exception.context.get("check")
+    if check == "capture":
+        order = connections.centra().order(exception.context["order_number"])
+        shipments = [s for s in order.shipments if s.id == exception.context["centra_shipment_id"]] if order else []
+        if not (order and (order.is_captured or any(s.is_captured for s in shipments))):
+            raise CaptureNotSettled(
+                "Centra still shows the payment as not captured", system=System.CENTRA, operation="orders"
+            )
+        return
+    if check == "warning":
+        return  # read and acted on: there is nothing to send again
+    shipment = connections.fulfil().shipment(exception.context["shipment_id"])
+    if shipment is None:
+        raise DataError(
+            f"Fulfil has no shipment {exception.context['shipment_id']} any more",
+            system=System.FULFIL,
+            operation="stock.shipment.out.search_read",
+        )
+    shipment_sync_one(shipment=shipment)
+
+
+register_retry_handler(FLOW, retry)

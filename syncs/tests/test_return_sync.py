@@ -1,0 +1,242 @@
+"""Returns and refunds, Centra → Fulfil credit → stock back after the warehouse's inspection, end to end against the
+sandbox over HTTP."""
+
+from decimal import Decimal
+
+import pytest
+
+from exceptions.models import Status, SyncException
+from exceptions.services import exception_run_retry
+from mappings.models import Channel, SkuMapping
+from syncs import connections
+from syncs.flows.return_sync import FLOW, return_sync_run
+from syncs.models import Link
+
+SMALL, MEDIUM = "TEE100BLKS", "TEE100BLKM"
+TEE = {
+    "name": "Organic Cotton Tee",
+    "productNumber": "TEE100",
+    "prices": {"3": "19.99"},
+    "variants": [
+        {
+            "name": "Black",
+            "variantNumber": "BLK",
+            "sizes": [
+                {"sizeNumber": "S", "name": "S", "stock": {"1": 10}},
+                {"sizeNumber": "M", "name": "M", "stock": {"1": 10}},
+            ],
+        }
+    ],
+}
+LINES = [(SMALL, 2, "19.99"), (MEDIUM, 1, "24.95")]
+
+
+@pytest.fixture
+def brand(connected, control, settings, db):
+    """A web order of 2 × S and 1 × M, shipped, in Centra and in Fulfil; a marketplace selling the same tee."""
+    settings.SKU_SAME_AS_CENTRA = ["fulfil", "inventory_planner"]
+    settings.STOCK_MASTER = "centra"
+    control("centra").seed(products=[TEE])
+    control("fulfil").seed(products=[{"code": sku, "name": sku, "quantity_on_hand": 10} for sku in (SMALL, MEDIUM)])
+    control("centra").seed(
+        orders=[
+            {
+                "number": 1000,
+                "marketId": 3,
+                "status": "CONFIRMED",
+                "shipping": "4.95",
+                "lines": [{"sku": sku, "quantity": qty, "unitPrice": price} for sku, qty, price in LINES],
+            }
+        ]
+    )
+    control("fulfil").seed(
+        sales=[
+            {
+                "reference": "1000",
+                "state": "done",
+                "party": {
+                    "name": "Ada Lovelace",
+                    "addresses": [["create", [{"street": "1 Oxford St", "city": "London", "country": 3}]]],
+                },
+                "lines": [{"product": sku, "quantity": qty, "unit_price": price} for sku, qty, price in LINES]
+                + [{"type": "shipping", "description": "Standard", "quantity": 1, "unit_price": "4.95"}],
+            }
+        ]
+    )
+    sale_id = connections.fulfil().sale_by_reference("1000").id
+    Link.objects.create(
+        kind=Link.Kind.ORDER, source_system="centra", source_ref="1000", centra_number=1000, fulfil_id=sale_id
+    )
+    Channel.objects.create(code="zalando", name="Zalando", system="marketplace")
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(system="marketplace", centra_sku=sku, external_code=sku) for sku in (SMALL, MEDIUM)]
+    )
+    control("marketplace").seed(offers=[{"sku": sku, "title": sku, "price": "19.99"} for sku in (SMALL, MEDIUM)])
+    return control
+
+
+def shipped_and_one_small_returned(*, return_cost: str | None = "2.50") -> int:
+    """Ship the whole order in Centra; the customer sends back one S and pays a return cost. The return's id."""
+    client = connections.centra()
+    order = client.order(1000)
+    shipment, _ = client.create_shipment(order_number=1000, lines=[(line.id, line.quantity) for line in order.lines])
+    client.complete_shipment(shipment_id=shipment.id, carrier="DHL", service="Express", tracking_number="JD1")
+    small = next(line for line in shipment.lines if line.order_line_id == order.lines[0].id)
+    return client.create_return(
+        shipment_id=shipment.id,
+        lines=[(small.id, 1)],
+        release_to_stock=False,
+        return_cost=Decimal(return_cost) if return_cost else None,
+        currency="GBP",
+    )
+
+
+def credits() -> list:
+    client = connections.fulfil()
+    return [sale for sale in map(client.sale, credit_ids()) if sale is not None]
+
+
+def credit_ids() -> list[int]:
+    rows = connections.fulfil().search_read("sale.sale", [["origin", "like", "sale.sale,%"]], ["origin"])
+    return [row["id"] for row in rows]
+
+
+def warehouse(action: str) -> None:
+    """The warehouse receives the returned parcel ("receive"), or finishes inspecting it and shelves it ("done")."""
+    client = connections.fulfil()
+    [credit] = credits()
+    client.call("stock.shipment.out.return", action, list(credit.return_shipment_ids))
+
+
+def centra_physical(control, sku: str) -> int:
+    state = control("centra").state()
+    size = next(size for size in state["sizes"].values() if size["SKU"] == sku)
+    return state["stock"][f"{size['id']}:1"]["physical"]
+
+
+def marketplace_quantity(control, sku: str) -> int:
+    return control("marketplace").state()["offers"][sku]["quantity"]
+
+
+def test_a_partial_refund_of_one_line_makes_a_fulfil_credit_exact_to_the_cent(brand):
+    return_id = shipped_and_one_small_returned()
+    summary = return_sync_run()
+    assert (summary.examined, summary.credited, summary.failed) == (1, 1, 0)
+    [credit] = credits()
+    sale = connections.fulfil().sale_by_reference("1000")
+    assert credit.origin_sale_id == sale.id and credit.reference == f"centra-return-{return_id}"
+    # 19.99 for the returned S, less the 2.50 return cost Centra kept: what Centra refunds, to the cent.
+    assert credit.total_amount == Decimal("-17.49")
+    lines = sorted((line.type, line.product_code, line.quantity, line.unit_price) for line in credit.lines)
+    assert lines == [("line", SMALL, -1, Decimal("19.99")), ("shipping", None, -1, Decimal("-2.50"))]
+    assert credit.state == "processing" and len(credit.return_shipment_ids) == 1
+    link = Link.objects.get(kind=Link.Kind.RETURN)
+    assert (link.source_ref, link.fulfil_id, link.order.centra_number) == (str(return_id), credit.id, 1000)
+    assert link.detail["refund"] == "17.49" and "credit_confirmed_at" in link.detail
+
+
+def test_running_twice_posts_one_credit(brand):
+    shipped_and_one_small_returned()
+    return_sync_run()
+    summary = return_sync_run()
+    assert (summary.credited, summary.awaiting_warehouse, summary.failed) == (0, 1, 0)
+    assert len(credit_ids()) == 1
+
+
+def test_stock_goes_back_to_the_master_only_after_the_warehouse_confirms(brand):
+    shipped_and_one_small_returned()
+    return_sync_run()
+    assert centra_physical(brand, SMALL) == 8  # 10 less the 2 shipped: nothing back before the warehouse says so
+    warehouse("receive")  # the parcel arrived; not inspected yet
+    summary = return_sync_run()
+    assert (summary.awaiting_warehouse, summary.stocked_in) == (1, 0)
+    assert centra_physical(brand, SMALL) == 8
+    assert "stock_update" not in brand("marketplace").operations()
+
+    warehouse("done")  # inspected and back on the shelf
+    summary = return_sync_run()
+    assert (summary.stocked_in, summary.failed) == (1, 0)
+    assert centra_physical(brand, SMALL) == 9
+    assert marketplace_quantity(brand, SMALL) == 9  # the push for that SKU followed at once
+    assert return_sync_run().already_synced == 1
+    assert centra_physical(brand, SMALL) == 9  # never booked in twice
+
+
+def test_with_fulfil_as_the_master_its_own_receipt_is_the_stock_in(brand, settings):
+    settings.STOCK_MASTER = "fulfil"
+    shipped_and_one_small_returned()
+    return_sync_run()
+    warehouse("receive")
+    warehouse("done")
+    assert return_sync_run().stocked_in == 1
+    assert "changeStock" not in brand("centra").operations()
+    assert marketplace_quantity(brand, SMALL) == 11  # Fulfil's 10 and the unit it took back
+
+
+def test_a_failing_stock_in_raises_return_stock_in_failed(brand, settings):
+    settings.RETURNS_CENTRA_WAREHOUSE_ID = 99  # a warehouse Centra does not have
+    shipped_and_one_small_returned()
+    return_sync_run()
+    warehouse("receive")
+    warehouse("done")
+    summary = return_sync_run()
+    assert summary.failed == 1
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.team, exception.status) == ("return_stock_in_failed", "operations", Status.OPEN)
+    assert "Warehouse 99 not found" in exception.message
+    assert centra_physical(brand, SMALL) == 8
+
+    settings.RETURNS_CENTRA_WAREHOUSE_ID = 1
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is True
+    exception.refresh_from_db()
+    assert exception.status == Status.RESOLVED
+    assert centra_physical(brand, SMALL) == 9
+
+
+def test_a_refund_for_an_order_not_in_fulfil_is_refund_not_posted_until_it_is(brand):
+    order_link = Link.objects.get(kind=Link.Kind.ORDER)
+    sale_id = order_link.fulfil_id
+    Link.objects.filter(pk=order_link.pk).update(fulfil_id=None)
+    shipped_and_one_small_returned()
+    return_sync_run()
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.team, exception.value) == ("refund_not_posted", "finance", Decimal("17.490"))
+    assert credit_ids() == []
+
+    Link.objects.filter(pk=order_link.pk).update(fulfil_id=sale_id)
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is True
+    assert [credit.total_amount for credit in credits()] == [Decimal("-17.49")]
+
+
+def test_a_return_of_a_marketplace_order_is_reported_there_once(brand):
+    channel = Channel.objects.get(code="zalando")
+    Link.objects.filter(kind=Link.Kind.ORDER).update(
+        source_system="zalando", source_ref="MP-9", source_id="MP-9", channel=channel
+    )
+    brand("marketplace").seed(
+        orders=[
+            {
+                "id": "MP-9",
+                "status": "SHIPPED",
+                "lines": [
+                    {
+                        "id": f"MP-9-{n}",
+                        "seller_sku": sku,
+                        "quantity": qty,
+                        "unit_price": price,
+                        "shipped_quantity": qty,
+                    }
+                    for n, (sku, qty, price) in enumerate(LINES, 1)
+                ],
+            }
+        ]
+    )
+    shipped_and_one_small_returned(return_cost=None)
+    return_sync_run()
+    return_sync_run()
+    [reported] = brand("marketplace").state()["orders"]["MP-9"]["returns"]
+    assert reported["lines"] == [{"line_id": "MP-9-1", "quantity": 1}]
+    assert brand("marketplace").operations().count("return_create") == 1
+    assert [credit.total_amount for credit in credits()] == [Decimal("-19.99")]

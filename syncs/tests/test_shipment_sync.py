@@ -1,0 +1,330 @@
+"""Shipment sync, Fulfil → Centra → Virtualstock or the marketplace, end to end against the sandbox over HTTP."""
+
+import time
+
+import pytest
+from django.db import connection
+
+from exceptions.models import ExceptionEvent, Status, SyncException
+from mappings.models import CarrierMapping, Channel, SkuMapping
+from syncs import connections
+from syncs.flows.shipment_sync import FLOW, shipment_sync_run
+from syncs.models import Link
+
+TEE = {
+    "name": "Organic Cotton Tee",
+    "productNumber": "TEE100",
+    "prices": {"3": "25.00"},
+    "variants": [
+        {
+            "name": "Black",
+            "variantNumber": "BLK",
+            "sizes": [
+                {"sizeNumber": "S", "name": "S", "stock": {"1": 10}},
+                {"sizeNumber": "M", "name": "M", "stock": {"1": 10}},
+            ],
+        }
+    ],
+}
+SKUS = ("TEE100BLKS", "TEE100BLKM")
+NUMBER = 900001  # the Centra number order import reserved for the retailer's order
+
+
+@pytest.fixture
+def brand(connected, control, settings):
+    settings.SKU_SAME_AS_CENTRA = ["fulfil", "inventory_planner"]
+    control("centra").seed(products=[TEE])
+    control("fulfil").seed(products=[{"code": sku, "name": sku, "quantity_on_hand": 10} for sku in SKUS])
+    return control
+
+
+def centra_order(control, *, number: int = NUMBER, captured: bool = True) -> None:
+    control("centra").seed(
+        orders=[
+            {
+                "number": number,
+                "marketId": 3,
+                "status": "CONFIRMED",
+                "captured": captured,
+                "lines": [{"sku": sku, "quantity": 1, "unitPrice": "25.00"} for sku in SKUS],
+            }
+        ]
+    )
+
+
+def fulfil_sale(control, reference: str = str(NUMBER)) -> int:
+    """A processing sale of both SKUs whose warehouse split it: one customer shipment per line."""
+    control("fulfil").seed(
+        sales=[
+            {
+                "reference": reference,
+                "state": "processing",
+                "shipment_per_line": True,
+                "party": {
+                    "name": "Ada Lovelace",
+                    "addresses": [["create", [{"street": "1 Oxford St", "city": "London", "country": 3}]]],
+                },
+                "lines": [{"product": sku, "quantity": 1, "unit_price": "25.00"} for sku in SKUS],
+            }
+        ]
+    )
+    return connections.fulfil().sale_by_reference(reference).id
+
+
+def shipments_by_sku(sale_id: int) -> dict[str, int]:
+    return {
+        shipment.moves[0].product_code: shipment.id for shipment in connections.fulfil().shipments_for_sale(sale_id)
+    }
+
+
+def ship(shipment_id: int, tracking: str, carrier: str = "DHL", service: str = "Express") -> None:
+    """The warehouse picks, packs, labels and sends one shipment in Fulfil."""
+    client = connections.fulfil()
+    carrier_id = next(client.search_read("carrier", [["name", "=", carrier]], ["name"]))["id"]
+    domain = [["carrier", "=", carrier_id], ["name", "=", service]]
+    service_id = next(client.search_read("carrier.service", domain, ["name"]))["id"]
+    tracking_id = client.create("shipment.tracking", [{"tracking_number": tracking, "carrier": carrier_id}])[0]
+    client.call("stock.shipment.out", "assign", [shipment_id])
+    client.call("stock.shipment.out", "pack", [shipment_id])
+    values = {"tracking_number": tracking_id, "carrier": carrier_id, "carrier_service": service_id}
+    client.write("stock.shipment.out", [shipment_id], values)
+    client.call("stock.shipment.out", "done", [shipment_id])
+
+
+@pytest.fixture
+def retailer_order(brand, db):
+    """A John Lewis order relayed by Virtualstock, imported into Centra and exported to Fulfil."""
+    channel = Channel.objects.create(code="john-lewis", name="John Lewis", system="virtualstock", centra_market_id=3)
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(system="virtualstock", centra_sku=sku, external_code=sku) for sku in SKUS]
+    )
+    centra_order(brand)
+    brand("virtualstock").seed(
+        orders=[
+            {
+                "id": 100,
+                "order_reference": "JL-1",
+                "status": "ORDER_ACK",
+                "retailer": {"id": 245, "name": "John Lewis"},
+                "items": [
+                    {"part_number": sku, "line_reference": f"100{n}", "quantity": 1, "total": "25.00"}
+                    for n, sku in enumerate(SKUS, 1)
+                ],
+            }
+        ]
+    )
+    sale_id = fulfil_sale(brand)
+    Link.objects.create(
+        kind=Link.Kind.ORDER,
+        source_system="john-lewis",
+        source_ref="JL-1",
+        source_id="100",
+        channel=channel,
+        centra_number=NUMBER,
+        fulfil_id=sale_id,
+    )
+    return shipments_by_sku(sale_id)
+
+
+def dhl_express_for_virtualstock(user=None) -> CarrierMapping:
+    mapping = CarrierMapping(system="virtualstock", centra_carrier="DHL", centra_service="Express", target_code="dhl")
+    mapping._history_user = user
+    mapping.save()
+    return mapping
+
+
+def centra_shipments(control) -> list[dict]:
+    return sorted(control("centra").state()["shipments"].values(), key=lambda shipment: shipment["id"])
+
+
+def centra_lines(control) -> dict[str, int]:
+    """Order line id → SKU, for the order."""
+    order = control("centra").state()["orders"][str(NUMBER)]
+    sizes = {size["id"]: size["SKU"] for size in control("centra").state()["sizes"].values()}
+    return {line["id"]: sizes[line["sizeId"]] for line in order["lines"]}
+
+
+def dispatches(control) -> dict[str, list[dict]]:
+    items = control("virtualstock").state()["orders"]["100"]["items"]
+    return {item["part_number"]: item.get("dispatches", []) for item in items}
+
+
+@pytest.mark.django_db
+def test_a_partial_shipment_reaches_centra_line_by_line_then_the_rest(retailer_order, brand):
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    summary = shipment_sync_run()
+    assert (summary.examined, summary.shipped, summary.failed) == (1, 1, 0)
+    [first] = centra_shipments(brand)
+    lines = centra_lines(brand)
+    assert [(lines[line["orderLineId"]], line["quantity"]) for line in first["lines"]] == [("TEE100BLKS", 1)]
+    assert (first["isShipped"], first["carrier"], first["service"], first["trackingNumber"]) == (
+        True,
+        "DHL",
+        "Express",
+        "JD0001",
+    )
+    assert brand("centra").state()["orders"][str(NUMBER)]["status"] == "PROCESSING"
+    order_link = Link.objects.get(kind=Link.Kind.ORDER)
+    assert order_link.shipped_at is None
+
+    ship(retailer_order["TEE100BLKM"], "JD0002")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.already_synced) == (1, 1)
+    first, second = centra_shipments(brand)
+    assert [(lines[line["orderLineId"]], line["quantity"]) for line in second["lines"]] == [("TEE100BLKM", 1)]
+    assert second["trackingNumber"] == "JD0002"
+    assert brand("centra").state()["orders"][str(NUMBER)]["status"] == "SHIPPED"
+    order_link.refresh_from_db()
+    assert order_link.shipped_at is not None
+    links = Link.objects.filter(kind=Link.Kind.SHIPMENT, order=order_link).order_by("pk")
+    assert [link.centra_id for link in links] == [str(first["id"]), str(second["id"])]
+    assert all({"centra_completed_at", "source_reported_at", "synced_at"} <= set(link.detail) for link in links)
+
+
+@pytest.mark.django_db
+def test_the_virtualstock_dispatch_carries_the_mapped_carrier_code(retailer_order, brand):
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    shipment_sync_run()
+    sent = dispatches(brand)
+    assert [(d["carrier"], d["tracking_number"], d["quantity"]) for d in sent["TEE100BLKS"]] == [("dhl", "JD0001", 1)]
+    assert sent["TEE100BLKM"] == []  # not shipped yet: not dispatched
+
+
+@pytest.mark.django_db
+def test_running_twice_makes_one_centra_shipment_and_one_dispatch(retailer_order, brand):
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    shipment_sync_run()
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.already_synced) == (0, 1)
+    assert brand("centra").operations().count("createShipment") == 1
+    assert brand("virtualstock").operations().count("dispatch") == 1
+    assert len(centra_shipments(brand)) == 1
+
+
+@pytest.mark.django_db
+def test_a_retry_after_a_lost_answer_resumes_without_a_second_shipment_or_dispatch(retailer_order, brand):
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    brand("virtualstock").faults(error_rate=1.0, error_status=500, fail_operations=["dispatch"])
+    shipment_sync_run()
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.status) == ("api_unavailable", Status.RETRYING)
+    # As if the worker died after Centra answered and before the link recorded the shipment.
+    link = Link.objects.get(kind=Link.Kind.SHIPMENT)
+    del link.detail["centra_completed_at"]
+    link.centra_id = ""
+    link.save()
+    brand("virtualstock").faults()
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (1, 0)
+    assert len(centra_shipments(brand)) == 1 and brand("centra").operations().count("createShipment") == 1
+    link.refresh_from_db()
+    assert link.centra_id == str(centra_shipments(brand)[0]["id"])
+    assert len(dispatches(brand)["TEE100BLKS"]) == 1
+    exception.refresh_from_db()
+    assert exception.status == Status.RESOLVED
+
+
+@pytest.mark.django_db
+def test_a_payment_centra_could_not_capture_is_surfaced_and_the_parcel_still_reported(brand):
+    centra_order(brand, number=1000, captured=False)
+    sale_id = fulfil_sale(brand, reference="1000")
+    Link.objects.create(
+        kind=Link.Kind.ORDER, source_system="centra", source_ref="1000", centra_number=1000, fulfil_id=sale_id
+    )
+    ship(shipments_by_sku(sale_id)["TEE100BLKS"], "JD0003")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (1, 0)
+    [shipment] = centra_shipments(brand)
+    assert shipment["isShipped"] and not shipment["isCaptured"]
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.team, exception.status) == ("payment_capture_lag", "finance", Status.RETRYING)
+    assert "Capture failed" in exception.message and exception.object_ref == "centra:1000:capture"
+
+
+@pytest.mark.django_db
+def test_the_marketplace_is_told_with_its_own_carrier_code(brand):
+    channel = Channel.objects.create(code="zalando", name="Zalando", system="marketplace", centra_market_id=2)
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(system="marketplace", centra_sku=sku, external_code=f"Z-{sku}") for sku in SKUS]
+    )
+    CarrierMapping.objects.create(system="marketplace", centra_carrier="DHL", target_code="DHL_EXPRESS")
+    brand("marketplace").seed(
+        orders=[
+            {
+                "id": "MP-1",
+                "status": "ACCEPTED",
+                "lines": [
+                    {"id": f"MP-1-{n}", "seller_sku": f"Z-{sku}", "quantity": 1, "unit_price": "25.00"}
+                    for n, sku in enumerate(SKUS, 1)
+                ],
+            }
+        ]
+    )
+    centra_order(brand)
+    sale_id = fulfil_sale(brand)
+    Link.objects.create(
+        kind=Link.Kind.ORDER,
+        source_system="zalando",
+        source_ref="MP-1",
+        source_id="MP-1",
+        channel=channel,
+        centra_number=NUMBER,
+        fulfil_id=sale_id,
+    )
+    ship(shipments_by_sku(sale_id)["TEE100BLKM"], "JD0004")
+    shipment_sync_run()
+    shipment_sync_run()
+    [parcel] = brand("marketplace").state()["orders"]["MP-1"]["shipments"]
+    assert (parcel["carrier_code"], parcel["tracking_number"], parcel["lines"]) == (
+        "DHL_EXPRESS",
+        "JD0004",
+        [{"line_id": "MP-1-2", "quantity": 1}],
+    )
+
+
+@pytest.mark.django_db
+def test_a_shipment_of_a_sale_switchyard_did_not_make_is_left_alone(brand):
+    sale_id = fulfil_sale(brand, reference="WHOLESALE-7")
+    ship(shipments_by_sku(sale_id)["TEE100BLKS"], "JD0005")
+    summary = shipment_sync_run()
+    assert (summary.examined, summary.skipped, summary.failed) == (1, 1, 0)
+    assert centra_shipments(brand) == [] and not SyncException.objects.exists()
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_unmapped_carrier_waits_and_adding_the_mapping_retries_and_clears_it(
+    retailer_order, brand, worker_cluster, ada
+):
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    summary = shipment_sync_run()
+    assert summary.failed == 1
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.team, exception.status) == ("unmapped_carrier", "operations", Status.OPEN)
+    assert (exception.mapping_system, exception.mapping_key) == (
+        "virtualstock",
+        {"carrier": "DHL", "service": "Express"},
+    )
+    assert "carrier 'DHL'" in exception.title and "Virtualstock" in exception.title
+    # Centra already has the shipment and the customer their tracking; only the retailer waits.
+    [shipment] = centra_shipments(brand)
+    assert shipment["isShipped"] and dispatches(brand)["TEE100BLKS"] == []
+
+    dhl_express_for_virtualstock(ada)
+    wait_for(lambda: SyncException.objects.get(pk=exception.pk).status == Status.RESOLVED)
+    assert [d["carrier"] for d in dispatches(brand)["TEE100BLKS"]] == ["dhl"]
+    assert len(centra_shipments(brand)) == 1
+    assert ExceptionEvent.objects.filter(exception=exception, action="freed_by_mapping").exists()
+    connection.close()
