@@ -287,6 +287,13 @@ CENTRA_IMPORT_ORDER_NUMBER_BASE = env.int("CENTRA_IMPORT_ORDER_NUMBER_BASE", def
 ORDER_STALLED_IMPORT_MINUTES = env.int("ORDER_STALLED_IMPORT_MINUTES", default=60)
 ORDER_STALLED_EXPORT_MINUTES = env.int("ORDER_STALLED_EXPORT_MINUTES", default=120)
 ORDER_STALLED_SHIP_HOURS = env.int("ORDER_STALLED_SHIP_HOURS", default=72)
+# Order export (Centra → Fulfil): the Centra statuses an order is exported in; whether a web order waits until its
+# payment is captured, and how long before the wait raises payment_capture_lag; and, for the very first run, the
+# moment before which orders are left alone (ISO 8601, e.g. 2025-01-01T00:00:00+00:00; empty: every order).
+ORDER_EXPORT_STATUSES = env.list("ORDER_EXPORT_STATUSES", default=["CONFIRMED", "PROCESSING", "SHIPPED"])
+ORDER_EXPORT_REQUIRE_CAPTURE = env.bool("ORDER_EXPORT_REQUIRE_CAPTURE", default=True)
+PAYMENT_CAPTURE_LAG_MINUTES = env.int("PAYMENT_CAPTURE_LAG_MINUTES", default=60)
+ORDER_EXPORT_SINCE = env.str("ORDER_EXPORT_SINCE", default="")
 
 # Rate limits counted across every worker on every machine (one database row per bucket), so several clusters
 # together stay inside each API's budget. Off, each process paces itself alone.

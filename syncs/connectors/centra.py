@@ -98,6 +98,9 @@ class Order:
     lines: list[OrderLine]
     payments: list[Payment]
     shipments: list[Shipment]
+    billing_address: dict = field(default_factory=dict)
+    handling: Decimal = Decimal(0)
+    tax_added: Decimal = Decimal(0)  # tax added on top of prices that exclude it (markets priced without tax)
 
     @property
     def is_captured(self) -> bool:
@@ -216,10 +219,14 @@ ORDER_FIELDS = f"""
   id number status isOnHold createdAt updatedAt
   store {{ id }} market {{ id }}
   grandTotal {{ {MONEY} }} grandTotalExcludingTax: grandTotal(includingTax: false) {{ value }}
-  totals {{ lineValues {{ value }} discounts {{ value }} shipping {{ value }} taxIncluded {{ value }} }}
+  totals {{
+    lineValues {{ value }} discounts {{ value }} shipping {{ value }} handling {{ value }}
+    taxIncluded {{ value }} taxAdded {{ value }}
+  }}
   shippingPriceGroup {{ shippingOption {{ name }} }}
   customer {{ email }}
   shippingAddress {{ firstName lastName address1 address2 city zipCode country {{ code }} email phoneNumber }}
+  billingAddress {{ firstName lastName address1 address2 city zipCode country {{ code }} email phoneNumber }}
   lines(includeFullyCancelled: true) {{
     id productNumber size productName quantity cancelledQuantity returnedQuantity taxPercent
     productSize {{ id SKU }}
@@ -905,6 +912,9 @@ def _order(row: dict) -> Order:
                 for p in row["paymentHistory"]
             ],
             shipments=[_shipment(s) for s in row["shipments"]],
+            billing_address=row.get("billingAddress") or {},
+            handling=_money(totals["handling"]) if totals.get("handling") else Decimal(0),
+            tax_added=_money(totals["taxAdded"]) if totals.get("taxAdded") else Decimal(0),
         )
     except (KeyError, TypeError) as error:
         raise TransientError(

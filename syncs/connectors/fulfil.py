@@ -532,34 +532,7 @@ class FulfilClient:
             if draft.shipment_address == draft.invoice_address
             else self._address_for(party, draft.shipment_address)
         )
-        lines: list[dict] = []
-        for line in draft.lines:
-            if line.quantity <= 0:
-                raise DataError(
-                    f"{line.product_code}: a sale line's quantity must be positive", system=SYSTEM, operation=operation
-                )
-            values = {
-                "type": "line",
-                "product": products[line.product_code],
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "description": line.description or line.product_code,
-            }
-            if line.tax_ids:
-                values["taxes"] = [["add", list(line.tax_ids)]]
-            if line.channel_identifier:
-                values["channel_identifier"] = line.channel_identifier
-            lines.append(values)
-        if draft.shipping_amount is not None:
-            shipping = {
-                "type": "shipping",
-                "description": draft.shipping_description,
-                "quantity": 1,
-                "unit_price": draft.shipping_amount,
-            }
-            if draft.shipping_tax_ids:
-                shipping["taxes"] = [["add", list(draft.shipping_tax_ids)]]
-            lines.append(shipping)
+        lines = _draft_line_values(draft, products, operation)
         values = {
             "party": party,
             "invoice_address": invoice_address,
@@ -577,6 +550,45 @@ class FulfilClient:
         }
         values.update({name: value for name, value in optional.items() if value is not None})
         return self.create("sale.sale", [values])[0]
+
+    def replace_sale_lines(self, sale_id: int, draft: SaleDraft) -> str:
+        """Give the sale exactly the lines (and shipping line) of ``draft``, as when the order changed before the
+        warehouse started on it: a quotation or confirmed sale goes back to draft, its lines are replaced, and it
+        is quoted and confirmed again to where it was. Returns its state. Raises DataError when the sale is
+        processing or done (its shipments must be changed in Fulfil) or cancelled. Not retried once sent: read
+        the sale before trying again."""
+        operation = "sale.sale.write"
+        if not draft.lines:
+            raise DataError("a sale needs at least one line", system=SYSTEM, operation=operation)
+        _check_amounts([line.unit_price for line in draft.lines] + [draft.shipping_amount], operation)
+        row = self.get("sale.sale", sale_id, ["state", "number", "lines"])
+        if row is None:
+            raise DataError(f"there is no sale {sale_id}", system=SYSTEM, operation=operation)
+        state = row["state"]
+        if state not in ("draft", "quotation", "confirmed"):
+            raise DataError(
+                f"sale {row.get('number') or sale_id} is {state}: its lines can no longer change",
+                system=SYSTEM,
+                operation=operation,
+            )
+        products = self._product_ids([line.product_code for line in draft.lines], operation)
+        lines = _draft_line_values(draft, products, operation)
+        if state != "draft":
+            self.call("sale.sale", "draft", [sale_id], idempotent=True)
+        commands: list = [["create", lines]]
+        if row.get("lines"):
+            commands.insert(0, ["delete", list(row["lines"])])
+        self.write("sale.sale", [sale_id], {"lines": commands}, idempotent=False)
+        if state == "quotation":
+            self.call("sale.sale", "quote", [sale_id], idempotent=True)
+            return self._expect_state(sale_id, ("quotation",), "quote")
+        if state == "confirmed":
+            return self.confirm_sale(sale_id)
+        return state
+
+    def delete_sale(self, sale_id: int) -> None:
+        """Delete a sale still in draft (or cancelled), as if it had never been made. Safe to repeat."""
+        self.call("sale.sale", "delete", [sale_id], idempotent=True)
 
     def confirm_sale(self, sale_id: int) -> str:
         """Quote and confirm the sale (Fulfil then processes it into shipments). Safe to repeat. Returns its
@@ -846,6 +858,39 @@ def _problems(response: requests.Response) -> list[str]:
     if body.get("type") == "UserError" and body.get("description"):
         return [f"{message}: {body['description']}"]
     return [str(message or body)[:300]]
+
+
+def _draft_line_values(draft: SaleDraft, products: dict[str, int], operation: str) -> list[dict]:
+    """A draft's goods lines and shipping line as ``sale.line`` create values, unit prices exactly as given."""
+    lines: list[dict] = []
+    for line in draft.lines:
+        if line.quantity <= 0:
+            raise DataError(
+                f"{line.product_code}: a sale line's quantity must be positive", system=SYSTEM, operation=operation
+            )
+        values = {
+            "type": "line",
+            "product": products[line.product_code],
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "description": line.description or line.product_code,
+        }
+        if line.tax_ids:
+            values["taxes"] = [["add", list(line.tax_ids)]]
+        if line.channel_identifier:
+            values["channel_identifier"] = line.channel_identifier
+        lines.append(values)
+    if draft.shipping_amount is not None:
+        shipping = {
+            "type": "shipping",
+            "description": draft.shipping_description,
+            "quantity": 1,
+            "unit_price": draft.shipping_amount,
+        }
+        if draft.shipping_tax_ids:
+            shipping["taxes"] = [["add", list(draft.shipping_tax_ids)]]
+        lines.append(shipping)
+    return lines
 
 
 def _check_amounts(amounts: list, operation: str) -> None:

@@ -106,6 +106,8 @@ class CentraSimulator(Simulator):
             Rule("/api/order/orders", endpoint="rest_orders", methods=["GET"]),
             Rule("/api/order/return", endpoint="rest_create_return", methods=["POST"]),
             Rule("/api/order/returns/<int:return_id>", endpoint="rest_update_return", methods=["PUT"]),
+            # The payment provider's side, played through the control API: a pending capture settles.
+            Rule("/_sandbox/capture", endpoint="control_capture", methods=["POST"]),
         ]
 
     def operation_of(self, request: Request, endpoint: str, arguments: dict) -> str:
@@ -581,6 +583,23 @@ class CentraSimulator(Simulator):
                     ],
                 }
             )
+
+    def control_capture(self, request: Request) -> Response:
+        """The payment provider settles an order's pending capture (``{"number": <order number>}``): the capture
+        request becomes a successful capture and the order changes, as when an asynchronous provider calls back."""
+        body = request.get_json(silent=True) or {}
+        with self.lock:
+            order = self.state["orders"].get(str(body.get("number")))
+            if order is None:
+                return json_response({"error": f"no order {body.get('number')}"}, 404)
+            pending = [p for p in order["payments"] if p["entryType"] == "CAPTURE_REQUEST" and p["status"] == "PENDING"]
+            if not pending:
+                return json_response({"error": f"order {order['number']} has no capture waiting"}, 409)
+            for payment in pending:
+                payment["entryType"], payment["status"] = "CAPTURE", "SUCCESS"
+            order["updatedAt"] = now_iso()
+            self._event("Order", "UPDATED", order["number"], order)
+            return json_response({"number": order["number"], "captured": True})
 
     def rest_create_return(self, request: Request) -> Response:
         return json_response({"status": "no", "msg": "Use createReturn in the Integration API."}, 400)
