@@ -1,6 +1,7 @@
 """The flows: one module per kind of movement. Importing this package registers each flow's retry handler."""
 
 from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
+    order_cancel,
     order_export,
     order_import,
     order_watch,
@@ -13,6 +14,7 @@ from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
 FLOWS = {
     order_import.FLOW: order_import.order_import_run,
     order_export.FLOW: order_export.order_export_run,
+    order_cancel.FLOW: order_cancel.order_cancel_run,
     stock_push.FLOW: stock_push.stock_push_run,
     order_watch.FLOW: order_watch.order_watch_run,
     shipment_sync.FLOW: shipment_sync.shipment_sync_run,

@@ -8,8 +8,10 @@ from django.db import connection
 from exceptions.models import ExceptionEvent, Status, SyncException
 from mappings.models import CarrierMapping, Channel, SkuMapping
 from syncs import connections
+from syncs.connectors.errors import TransientError
 from syncs.flows.shipment_sync import FLOW, shipment_sync_run
-from syncs.models import Link
+from syncs.models import Link, SyncRun
+from syncs.runs import run_flow
 
 TEE = {
     "name": "Organic Cotton Tee",
@@ -293,6 +295,24 @@ def test_a_shipment_of_a_sale_switchyard_did_not_make_is_left_alone(brand):
     summary = shipment_sync_run()
     assert (summary.examined, summary.skipped, summary.failed) == (1, 1, 0)
     assert centra_shipments(brand) == [] and not SyncException.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_cursor_moves_on_only_with_a_successful_run_and_is_read_again_with_an_overlap(retailer_order, brand):
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    first = run_flow(flow=FLOW, action=shipment_sync_run, trigger="test")
+    changed_at = connections.fulfil().shipment(retailer_order["TEE100BLKS"]).changed_at
+    assert first.summary["cursor"] == changed_at.isoformat()
+    brand("fulfil").faults(error_rate=1.0, error_status=500, fail_operations=["stock.shipment.out.search_read"])
+    with pytest.raises(TransientError):
+        run_flow(flow=FLOW, action=shipment_sync_run, trigger="test")
+    assert SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.FAILED).count() == 1
+    brand("fulfil").faults()
+    second = run_flow(flow=FLOW, action=shipment_sync_run, trigger="test")
+    # The shipment at the cursor is read again (the overlap) and found already synced: nothing is sent twice.
+    assert (second.summary["examined"], second.summary["already_synced"]) == (1, 1)
+    assert second.summary["cursor"] == first.summary["cursor"]
 
 
 def wait_for(condition, seconds: float = 60) -> None:
