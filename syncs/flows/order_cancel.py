@@ -35,15 +35,14 @@ from syncs.flows.order_export import (
     EDITABLE_STATES,
     TotalsMismatch,
     latest,
-    link_note,
     object_ref,
     order_link,
-    order_lock,
     orders_changed,
     run_cursor,
     sale_draft,
     same_lines,
 )
+from syncs.links import link_note, order_lock
 from syncs.models import Link, UnitsInFlight
 from syncs.runs import RunCounter
 from syncs.stock.in_flight import stock_push_soon, units_in_flight_record

@@ -18,7 +18,6 @@ An order is exported once: a per-order lock keeps two workers apart, the order i
 is asked for a sale with the order's number before one is created.
 """
 
-import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,6 @@ from enum import StrEnum
 from itertools import islice
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
 from exceptions.registry import AlreadyRecorded, register_retry_handler
@@ -40,6 +38,7 @@ from syncs import connections
 from syncs.connectors.centra import CentraClient, Order, OrderLine
 from syncs.connectors.errors import DataError
 from syncs.connectors.fulfil import Address, Customer, DraftLine, FulfilClient, Sale, SaleDraft
+from syncs.links import link_note, order_lock
 from syncs.models import Link, SyncRun
 from syncs.runs import RunCounter
 
@@ -48,7 +47,6 @@ FLOW = "order_export"
 # (or by a Centra server whose clock is a little behind) is not missed. Reading an exported order costs nothing.
 CURSOR_OVERLAP = timedelta(minutes=5)
 EDITABLE_STATES = ("draft", "quotation", "confirmed")  # a sale's lines can still change: nothing is picked yet
-LOCK_BASE = 0x4F52444552000000  # "ORDER", and the link's id
 
 
 class TotalsMismatch(DataError):
@@ -214,38 +212,6 @@ def order_link(number: int) -> Link:
     return link
 
 
-def link_note(link: Link, **changes) -> None:
-    """Merge ``changes`` into the link's detail (None removes a key), under a row lock, so a note another flow
-    makes on the same link at the same moment is never lost."""
-    with transaction.atomic():
-        detail = dict(Link.objects.select_for_update().values_list("detail", flat=True).get(pk=link.pk) or {})
-        for key, value in changes.items():
-            if value is None:
-                detail.pop(key, None)
-            else:
-                detail[key] = value
-        Link.objects.filter(pk=link.pk).update(detail=detail, updated_at=timezone.now())
-    link.detail = detail
-
-
-@contextlib.contextmanager
-def order_lock(link: Link):
-    """One worker at a time on one order, across every machine (a PostgreSQL advisory lock, released with the
-    session if the worker dies): an order is never exported, or changed in Fulfil, by two workers at once. SQLite,
-    the embedded default with one machine, serialises writes itself."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    key = LOCK_BASE + link.pk
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
 # --- one order ----------------------------------------------------------------------------------------------------
 
 
@@ -347,10 +313,11 @@ def _export(link: Link, order: Order) -> None:
             system=System.FULFIL,
             operation="sale.sale.create",
         )
-    fulfil.confirm_sale(sale.id)
+    state = fulfil.confirm_sale(sale.id)
     link.exported_at = timezone.now()
     link.save(update_fields=["exported_at", "updated_at"])
-    link_note(link, waiting=None)
+    # Fulfil holds the stock once the sale is processing; until then its units still count as in flight.
+    link_note(link, waiting=None, sale_state=state)
 
 
 def _existing_sale(fulfil: FulfilClient, order: Order, draft: SaleDraft) -> Sale | None:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
 from exceptions.services import failure_record, object_succeeded
@@ -33,8 +32,8 @@ from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import Return, StockLevel
 from syncs.connectors.errors import DataError, RateLimited
 from syncs.connectors.fulfil import CreditLine
-from syncs.flows.shipment_sync import order_lock
 from syncs.flows.stock_push import stock_push_run
+from syncs.links import link_step_done, order_lock
 from syncs.models import Link
 from syncs.runs import RunCounter
 
@@ -156,12 +155,6 @@ def _failing_as(error_class: type[DataError]):
         ) from error
 
 
-def _done(link: Link, step: str, **extra) -> None:
-    link.detail[step] = timezone.now().isoformat()
-    link.detail.update(extra)
-    link.save(update_fields=["detail", "updated_at"])
-
-
 # --- step 1: the credit -------------------------------------------------------------------------------------------
 
 
@@ -202,7 +195,7 @@ def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
             operation="sale.sale.read",
         )
     fulfil.confirm_sale(link.fulfil_id)  # makes the return shipment the warehouse receives the goods against
-    _done(link, "credit_confirmed_at", credit_number=credit.number)
+    link_step_done(link, "credit_confirmed_at", credit_number=credit.number)
     return True
 
 
@@ -276,7 +269,7 @@ def _report_to_marketplace(link: Link, order_link: Link, centra_return: Return) 
         # Sent before and the answer lost? The marketplace counts the units returned on each line.
         before = link.detail.get("marketplace_returned_before") or {}
         if all(returned.get(line_id, 0) >= before.get(line_id, 0) + quantity for line_id, quantity in planned):
-            _done(link, "marketplace_reported_at")
+            link_step_done(link, "marketplace_reported_at")
             return
     else:
         wanted: Counter[str] = Counter()
@@ -303,7 +296,7 @@ def _report_to_marketplace(link: Link, order_link: Link, centra_return: Return) 
     return_id = client.report_return(
         order_id, [mp.ReturnLine(line_id, quantity) for line_id, quantity in planned], reason=MARKETPLACE_RETURN_REASON
     )
-    _done(link, "marketplace_reported_at", marketplace_return_id=return_id)
+    link_step_done(link, "marketplace_reported_at", marketplace_return_id=return_id)
 
 
 # --- step 2: stock back -------------------------------------------------------------------------------------------
@@ -319,11 +312,11 @@ def _stock_back(link: Link, centra_return: Return) -> bool:
         if received is None:
             return False
         _put_back_at_master(link, centra_return, received)
-        _done(link, "stocked_in_at", received=received)
+        link_step_done(link, "stocked_in_at", received=received)
     skus = sorted(link.detail.get("received") or {})
     if skus:
         stock_push_run(skus=skus)  # the same targeted push a stock webhook starts
-    _done(link, "stock_pushed_at")
+    link_step_done(link, "stock_pushed_at")
     return True
 
 
@@ -369,7 +362,7 @@ def _put_back_at_master(link: Link, centra_return: Return, received: dict[str, i
             f"Centra has no size with SKU {', '.join(missing)}", system=System.CENTRA, operation="productSizes"
         )
     levels = [StockLevel(sizes[sku].variant_id, sizes[sku].size_name, quantity) for sku, quantity in received.items()]
-    _done(link, "centra_delivery_sent_at")
+    link_step_done(link, "centra_delivery_sent_at")
     try:
         client.deliver_stock(
             warehouse_id=warehouse_id,

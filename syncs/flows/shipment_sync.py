@@ -10,13 +10,11 @@ second dispatch. A warning from Centra (a payment that could not be captured) be
 never holds the parcel's tracking back. Once every unit of the order has shipped, the order's link says when.
 """
 
-import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
@@ -30,11 +28,11 @@ from syncs.connectors.fulfil import Shipment
 from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
+from syncs.links import link_step_done, order_lock
 from syncs.models import Link, SyncRun
 from syncs.runs import RunCounter
 
 FLOW = "shipment_sync"
-ORDER_LOCK_BASE = 0x4F52444552000000  # "ORDER": one advisory lock per order link, shared with the return sync
 
 SHIPPED, ALREADY_SYNCED, NOT_OURS = "shipped", "already synced", "not ours"
 
@@ -67,24 +65,6 @@ class OrderNotInCentra(DataError):
 
 def object_ref(shipment_id: int) -> str:
     return f"fulfil:{shipment_id}"
-
-
-@contextlib.contextmanager
-def order_lock(order_link: Link):
-    """One worker at a time on an order's shipments and returns, across every worker on every machine (a
-    PostgreSQL advisory lock, held outside any transaction so every step recorded inside stays recorded). SQLite,
-    the embedded default with one machine, runs one worker."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    key = ORDER_LOCK_BASE + order_link.pk
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
@@ -158,7 +138,7 @@ def shipment_sync_one(*, shipment: Shipment) -> str:
         _centra_create(link, order_link, quantities)
         _centra_complete(link, order_link, shipment)
         _report_to_source(link, order_link, shipment, quantities)
-        _done(link, "synced_at")
+        link_step_done(link, "synced_at")
         _mark_order_shipped(order_link)
     object_succeeded(flow=FLOW, object_ref=object_ref(shipment.id))
     return SHIPPED
@@ -203,12 +183,6 @@ def _shipped_skus(shipment: Shipment) -> dict[str, int]:
             operation="shipment sync",
         )
     return dict(quantities)
-
-
-def _done(link: Link, step: str, **extra) -> None:
-    link.detail[step] = timezone.now().isoformat()
-    link.detail.update(extra)
-    link.save(update_fields=["detail", "updated_at"])
 
 
 # --- Centra -------------------------------------------------------------------------------------------------------
@@ -311,7 +285,7 @@ def _centra_complete(link: Link, order_link: Link, shipment: Shipment) -> None:
         if current is None or not current.is_shipped:
             raise
         warnings = []
-    _done(link, "centra_completed_at", centra_warnings=link.detail.get("centra_warnings", []) + warnings)
+    link_step_done(link, "centra_completed_at", centra_warnings=link.detail.get("centra_warnings", []) + warnings)
     _other_warnings(link, order_link.centra_number, warnings)
 
 
@@ -384,7 +358,7 @@ def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantiti
         _dispatch_at_virtualstock(link, order_link, shipment, quantities, carrier)
     else:
         _ship_at_marketplace(link, order_link, shipment, quantities, carrier)
-    _done(link, "source_reported_at", source_carrier=carrier)
+    link_step_done(link, "source_reported_at", source_carrier=carrier)
 
 
 def _sibling_lines(order_link: Link, link: Link, key: str) -> Counter[str]:

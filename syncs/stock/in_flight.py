@@ -6,7 +6,8 @@ sees an order until the master has it, its units count as sold on every channel:
 (the ``in_flight`` line of the breakdown) and a stock push for those SKUs is started at once.
 
 When the master "has" an order depends on which system it is: Centra has an imported order once it is created
-there (and its own web orders always); Fulfil and Inventory Planner have an order once its sale is in Fulfil.
+there (and its own web orders always); Fulfil and Inventory Planner have an order once its sale is in Fulfil and
+processing (its moves hold the stock), or shipped.
 A cancelled order holds nothing, and neither does one seen more than ``STOCK_IN_FLIGHT_MAX_HOURS`` ago: by then it
 is an ``order_stalled`` exception someone is working on, and holding its units any longer would only hide stock.
 """
@@ -23,6 +24,7 @@ from mappings.models import System
 from syncs.models import Link, UnitsInFlight
 
 STATUS = "in_flight"  # the name of the subtraction in the available-to-sell breakdown
+HELD_STATES = ["processing", "done"]  # Fulfil sale states in which the sale's moves hold its units
 
 
 def units_in_flight_record(link: Link, quantities: Mapping[str, int]) -> None:
@@ -40,7 +42,12 @@ def _not_yet_at_master() -> Q:
     not_cancelled &= recent
     if settings.STOCK_MASTER == System.CENTRA:
         return not_cancelled & ~Q(link__source_system="centra") & Q(link__created_in_target_at__isnull=True)
-    return not_cancelled & Q(link__exported_at__isnull=True)
+    # Fulfil (and Inventory Planner, which counts what Fulfil holds) has an order's units once its sale is
+    # processing: the sale's moves hold them. A sale confirmed but not yet processed holds nothing there yet.
+    # (A missing key is NULL in SQL, which a negated lookup would drop: "absent" is said outright.)
+    sale_not_holding = Q(link__detail__sale_state__isnull=True) | ~Q(link__detail__sale_state__in=HELD_STATES)
+    not_yet_held = Q(link__exported_at__isnull=True) | (sale_not_holding & Q(link__shipped_at__isnull=True))
+    return not_cancelled & not_yet_held
 
 
 def stock_push_soon(skus: Iterable[str]) -> None:

@@ -20,18 +20,22 @@ def order(ref: str, source_system: str = "john-lewis", **steps) -> Link:
 def test_units_count_until_the_fulfil_master_has_the_sale(settings):
     settings.STOCK_MASTER = "fulfil"
     seen = order("JL-1")
-    exported = order("JL-2", exported_at=timezone.now())
+    exported = order("JL-2", exported_at=timezone.now(), detail={"sale_state": "processing"})
+    confirmed = order("JL-4", exported_at=timezone.now(), detail={"sale_state": "confirmed"})
+    shipped = order("JL-5", exported_at=timezone.now(), shipped_at=timezone.now(), detail={"sale_state": "confirmed"})
     cancelled = order("JL-3", detail={"cancelled": True})
     web = order("1001", source_system="centra")
     units_in_flight_record(seen, {"TEE-S": 2, "TEE-M": 1})
     units_in_flight_record(exported, {"TEE-S": 5})
     units_in_flight_record(cancelled, {"TEE-S": 7})
     units_in_flight_record(web, {"TEE-S": 1})
-    assert units_in_flight() == {"TEE-S": 3, "TEE-M": 1}
-    assert units_in_flight(["TEE-M", "OTHER"]) == {"TEE-M": 1}
+    units_in_flight_record(confirmed, {"TEE-M": 10})  # in Fulfil, but its sale holds no stock until processing
+    units_in_flight_record(shipped, {"TEE-S": 9})
+    assert units_in_flight() == {"TEE-S": 3, "TEE-M": 11}
+    assert units_in_flight(["TEE-M", "OTHER"]) == {"TEE-M": 11}
     # Recording again replaces what the order held: a line cancelled before import holds nothing.
     units_in_flight_record(seen, {"TEE-S": 2})
-    assert units_in_flight() == {"TEE-S": 3}
+    assert units_in_flight() == {"TEE-S": 3, "TEE-M": 10}
 
 
 @pytest.mark.django_db
@@ -70,5 +74,6 @@ def test_an_imported_order_holds_its_units_and_starts_one_push_for_them(
     tasks = [task.task for task in OrmQ.objects.all()]
     pushes = [task for task in tasks if task["func"] == "syncs.tasks.stock_push_skus"]
     assert [task["args"] for task in pushes] == [(["TEE100BLKS"],)]
-    Link.objects.update(exported_at=timezone.now())  # the export put them in Fulfil: the master counts them now
+    # The export put them in Fulfil, which processed the sales: the master counts them now.
+    Link.objects.update(exported_at=timezone.now(), detail={"sale_state": "processing"})
     assert units_in_flight() == {}

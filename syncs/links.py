@@ -1,0 +1,51 @@
+"""Working with links (syncs.models.Link) safely when several workers on several machines act on one order."""
+
+import contextlib
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from syncs.models import Link
+
+ORDER_LOCK_BASE = 0x4F52444552000000  # "ORDER", plus the order link's id
+
+
+@contextlib.contextmanager
+def advisory_lock(key: int):
+    """Hold PostgreSQL's advisory lock ``key`` for the block, across every worker on every machine. Session-level,
+    outside any transaction, so what the block records stays recorded, and released with the session if the worker
+    dies. SQLite (the embedded default, one machine) serialises writes itself: no lock there."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def order_lock(order_link: Link):
+    """One worker at a time on one order — its export, cancellations, shipments and returns."""
+    return advisory_lock(ORDER_LOCK_BASE + order_link.pk)
+
+
+def link_note(link: Link, **changes) -> None:
+    """Merge ``changes`` into the link's detail (None removes a key), under a row lock, so a note another flow
+    makes on the same link at the same moment is never lost."""
+    with transaction.atomic():
+        detail = dict(Link.objects.select_for_update().values_list("detail", flat=True).get(pk=link.pk) or {})
+        for key, value in changes.items():
+            if value is None:
+                detail.pop(key, None)
+            else:
+                detail[key] = value
+        Link.objects.filter(pk=link.pk).update(detail=detail, updated_at=timezone.now())
+    link.detail = detail
+
+
+def link_step_done(link: Link, step: str, **extra) -> None:
+    """Record that ``step`` is done now (``detail[step]`` = the moment), with any ``extra`` notes."""
+    link_note(link, **{step: timezone.now().isoformat()}, **extra)
