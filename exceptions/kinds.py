@@ -178,6 +178,22 @@ KINDS: dict[str, Kind] = {
             ),
         ),
         Kind(
+            "cancellation_blocked",
+            "Cancellation not carried over",
+            OPERATIONS,
+            CUSTOMER,
+            "An order or line was cancelled in Centra, but the cancellation cannot be carried to Fulfil (its sale is "
+            "already being picked or has shipped) or to the channel the order came from (the retailer must ask "
+            "for it first).",
+            "Goods the customer cancelled may still be shipped and charged, and the channel may still expect them.",
+            (
+                "Read the message: it names the system that refused and why.",
+                "Fulfil: take the cancelled units off the sale's shipment in Fulfil, or treat them as a return if "
+                "they have left; then Retry.",
+                "Virtualstock: ask the retailer to request the cancellation, then Retry.",
+            ),
+        ),
+        Kind(
             "return_stock_in_failed",
             "Returned stock not booked in",
             OPERATIONS,

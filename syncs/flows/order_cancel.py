@@ -227,9 +227,15 @@ def _in_fulfil(link: Link, order: Order, whole: bool) -> dict | None:
     return {"sale": name, "did": "gave the sale the order's remaining lines", "quantities": quantities}
 
 
+class CancellationBlocked(DataError):
+    """The other system cannot take the cancellation as things stand: a person must act there first."""
+
+    exception_kind = "cancellation_blocked"
+
+
 def _changeable(state: str, name: str, order: Order) -> None:
     if state not in EDITABLE_STATES:
-        raise DataError(
+        raise CancellationBlocked(
             f"Centra order {order.number} was cancelled (in part or whole), but its sale {name} is already {state} "
             "in Fulfil and can no longer change: take the cancelled units off its shipment in Fulfil (or handle "
             "them as a return if they have left), then Retry or Resolve",
@@ -296,7 +302,7 @@ def _on_virtualstock(link: Link, remaining: Counter, skus: set[str], sent: list[
             )
         if live > remaining[sku]:
             part_number = lines[0].part_number
-            raise DataError(
+            raise CancellationBlocked(
                 f"{live - remaining[sku]} × {part_number} of {source.retailer} order {source.reference} were "
                 f"cancelled in Centra, but Virtualstock takes a supplier's cancellation only as the answer to the "
                 f"retailer's request: ask {source.retailer} to cancel them, then Retry",

@@ -119,6 +119,7 @@ def test_a_sale_the_warehouse_has_started_cannot_change_and_a_person_is_told(sho
     exception = SyncException.objects.get(flow=FLOW)
     assert exception.object_ref == "centra:2005"
     assert "already processing in Fulfil" in exception.message
+    assert (exception.kind, exception.team) == ("cancellation_blocked", "operations")
     assert sale_of(2005).state == "processing"
     assert "handled" not in Link.objects.get(centra_number=2005).detail["cancellations"]
 
@@ -214,6 +215,7 @@ def test_a_cancellation_virtualstock_cannot_take_is_a_person_s_and_the_retry_sen
     order_cancel_run()
     exception = SyncException.objects.get(flow=FLOW)
     assert "ask John Lewis to cancel them" in exception.message
+    assert exception.kind == "cancellation_blocked"
     assert sale_of(number).state == "cancelled"  # Fulfil did not wait for Virtualstock
     requested = vs_order(101, "JL-2")
     requested["status"] = "CANCEL"
