@@ -67,3 +67,27 @@ def flow_running(flow: str) -> bool:
     """Whether a run of ``flow`` started within the task time limit is still going."""
     cutoff = timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
     return SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__gte=cutoff).exists()
+
+
+FOLLOW_UP_SECONDS = 20
+
+
+def flow_run_soon(flow: str) -> None:
+    """An event says ``flow`` has work: run it on a worker now, and once more shortly after, since what the event
+    announced may have arrived after a run already going had read its source. A burst of events makes one run and
+    one follow-up (a run finds a run going and stands aside; the follow-up is one schedule per flow)."""
+    from django_q.models import Schedule
+    from django_q.tasks import async_task
+
+    if not flow_running(flow):
+        async_task("syncs.tasks.run", flow, "event")
+    name = f"{flow}: follow-up after events"
+    if not Schedule.objects.filter(name=name).exists():
+        Schedule.objects.create(
+            name=name,
+            func="syncs.tasks.run",
+            args=f"{flow!r}, 'event'",
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # removed once it has fired
+            next_run=timezone.now() + timedelta(seconds=FOLLOW_UP_SECONDS),
+        )

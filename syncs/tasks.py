@@ -2,15 +2,15 @@
 
 from syncs.flows import FLOWS
 from syncs.flows.stock_push import stock_push_run, stock_reconcile_if_due, velocity_refresh
-from syncs.flows.webhooks import webhook_process, webhooks_sweep
+from syncs.flows.webhooks import centra_events_poll, webhook_process, webhooks_sweep
 from syncs.notifications import send_team_digests
 from syncs.runs import flow_running, run_flow
 
 
 def run(flow: str, trigger: str = "schedule") -> int | None:
-    """Run one flow once; returns the SyncRun's id. A scheduled run is skipped while another run of the same flow
-    is still going (a slow API, two clusters): it would only redo the same work."""
-    if trigger == "schedule" and flow_running(flow):
+    """Run one flow once; returns the SyncRun's id. A scheduled or event-started run is skipped while another run
+    of the same flow is still going (a slow API, two clusters): it would only redo the same work."""
+    if trigger in ("schedule", "event") and flow_running(flow):
         return None
     return run_flow(flow=flow, action=FLOWS[flow], trigger=trigger).pk
 
@@ -44,3 +44,8 @@ def stock_velocity() -> int:
 def sweep_webhooks() -> int:
     """Scheduled every minute: webhooks kept but never handed to a worker."""
     return webhooks_sweep()
+
+
+def poll_centra_events() -> str:
+    """Scheduled every minute: Centra's events queue, for brands that use it instead of webhooks."""
+    return centra_events_poll()

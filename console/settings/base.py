@@ -299,6 +299,9 @@ ORDER_EXPORT_SINCE = env.str("ORDER_EXPORT_SINCE", default="")
 # together stay inside each API's budget. Off, each process paces itself alone.
 RATE_LIMITS_SHARED = env.bool("RATE_LIMITS_SHARED", default=True)
 
+# Read Centra's events queue every minute (for a brand that does not send Centra's webhooks to Switchyard).
+CENTRA_EVENTS_POLL = env.bool("CENTRA_EVENTS_POLL", default=False)
+
 # --- Stock sync ---------------------------------------------------------------------------------------------------
 # The system whose stock figures are the truth: centra, fulfil or inventory_planner.
 STOCK_MASTER = env.str("STOCK_MASTER", default="fulfil")

@@ -1,6 +1,7 @@
 """What a received webhook sets moving. Webhooks are kept first (syncs.services.webhook_receive) and processed
 here by a task within seconds; the scheduled runs are the safety net for anything a webhook never announced."""
 
+import hashlib
 import logging
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from syncs import connections
 from syncs.connectors.fulfil import inventory_levels
 from syncs.flows.stock_push import stock_push_run
 from syncs.models import InboundWebhook
+from syncs.runs import flow_run_soon
 
 logger = logging.getLogger("switchyard.webhooks")
 FLOW = "webhooks"
@@ -40,10 +42,16 @@ def webhook_process(*, webhook_id: int) -> str:
     webhook = InboundWebhook.objects.get(pk=webhook_id)
     try:
         skus = _skus_touched(webhook)
-        outcome = "nothing to do"
+        done = []
         if skus:
             summary = stock_push_run(skus=sorted(skus))
-            outcome = f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)"
+            done.append(f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)")
+        flows = flows_touched(webhook.system, webhook.payload)
+        for flow in sorted(flows):
+            flow_run_soon(flow)
+        if flows:
+            done.append(f"started {', '.join(sorted(flows))}")
+        outcome = "; ".join(done) or "nothing to do"
     except Exception as error:  # a failure must land in the queue, never vanish with the task
         InboundWebhook.objects.filter(pk=webhook_id).update(status=InboundWebhook.Status.FAILED)
         failure_record(
@@ -78,6 +86,55 @@ def retry(exception) -> None:
     """Act on the webhook again (the queue calls this). Raises AlreadyRecorded if it fails again."""
     if webhook_process(webhook_id=exception.context["webhook_id"]).startswith("failed"):
         raise AlreadyRecorded
+
+
+# What each system's events set moving, besides stock: Centra's object types (webhook "type", events queue
+# "objectType"), Fulfil's event names, the marketplace's event types.
+CENTRA_FLOWS = {"order": ("order_export", "order_cancel"), "return": ("return_sync",)}
+FULFIL_FLOWS = {"stock.shipment.out": ("shipment_sync",), "stock.shipment.in.return": ("return_sync",)}
+MARKETPLACE_FLOWS = {"order.created": ("order_import",)}
+
+
+def flows_touched(system: str, payload) -> set[str]:
+    """The flows an event from ``system`` gives work to."""
+    flows: set[str] = set()
+    if system == System.CENTRA:
+        for event in payload if isinstance(payload, list) else []:
+            flows.update(CENTRA_FLOWS.get(str(event.get("type") or event.get("objectType") or "").lower(), ()))
+    elif system == System.FULFIL and isinstance(payload, dict):
+        event = str(payload.get("event") or "")
+        for prefix, names in FULFIL_FLOWS.items():
+            if event.startswith(prefix):
+                flows.update(names)
+    elif system == System.MARKETPLACE and isinstance(payload, dict):
+        flows.update(MARKETPLACE_FLOWS.get(str(payload.get("type") or ""), ()))
+    return flows
+
+
+def centra_events_poll() -> str:
+    """Read Centra's events queue (for brands that use it rather than webhooks), act on them as on a webhook, and
+    confirm them. Off unless CENTRA_EVENTS_POLL is set."""
+    if not settings.CENTRA_EVENTS_POLL:
+        return "off"
+    client = connections.centra()
+    if not getattr(client, "_listening", False):
+        client.listen_for(["Order", "Return"])  # idempotent at Centra; once per worker process
+        client._listening = True
+    events = client.events(limit=200)
+    if not events:
+        return "no events"
+    payload = [{"type": event.object_type.lower(), "id": event.object_reference} for event in events]
+    # Kept like a webhook (once per batch of event ids), so acting on them has the same claim, retry and queue.
+    webhook, created = _keep_polled("centra", payload, [event.id for event in events])
+    if created:
+        webhook_process(webhook_id=webhook.pk)
+    client.confirm_events([event.id for event in events])
+    return f"{len(events)} event(s)"
+
+
+def _keep_polled(system: str, payload: list, ids: list[int]) -> tuple[InboundWebhook, bool]:
+    digest = hashlib.sha256(f"events:{','.join(map(str, ids))}".encode()).hexdigest()
+    return InboundWebhook.objects.get_or_create(system=system, digest=digest, defaults={"payload": payload})
 
 
 def _skus_touched(webhook: InboundWebhook) -> set[str]:
