@@ -5,6 +5,7 @@ from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
     order_export,
     order_import,
     order_watch,
+    reconcile_skus,
     return_sync,
     shipment_sync,
     stock_push,
@@ -19,4 +20,5 @@ FLOWS = {
     order_watch.FLOW: order_watch.order_watch_run,
     shipment_sync.FLOW: shipment_sync.shipment_sync_run,
     return_sync.FLOW: return_sync.return_sync_run,
+    reconcile_skus.FLOW: reconcile_skus.reconcile_skus_run,
 }
