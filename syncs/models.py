@@ -1,4 +1,5 @@
 from django.core.serializers.json import DjangoJSONEncoder
+from django.conf import settings
 from django.db import models
 
 
@@ -167,3 +168,53 @@ class RateBudget(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class OrderReconciliation(models.Model):
+    """One day's orders in one Centra market and currency, Centra's against Fulfil's: how many and how much, the
+    refunds against the credit notes, every difference, and finance's sign-off.
+
+    A day is looked at again each night for a week (orders exported late settle it); if its figures change after
+    it was signed off, the sign-off is cleared and kept in ``sign_off_history``, so a signature never covers
+    figures nobody saw."""
+
+    day = models.DateField()
+    market_id = models.PositiveIntegerField("Centra market id")
+    market_name = models.CharField(max_length=100, blank=True)
+    currency = models.CharField(max_length=3)
+    centra_orders = models.PositiveIntegerField(default=0)
+    centra_value = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    fulfil_sales = models.PositiveIntegerField(default=0)
+    fulfil_value = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    centra_refunds = models.PositiveIntegerField(default=0)
+    refund_value = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    fulfil_credits = models.PositiveIntegerField(default=0)
+    credit_value = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    differences = models.JSONField(default=list, blank=True, help_text="Each order or refund that does not match.")
+    checked_at = models.DateTimeField()
+    signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    sign_off_note = models.TextField(blank=True)
+    sign_off_history = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "market_id", "currency"], name="order_reconciliation_once")
+        ]
+        ordering = ["-day", "market_name", "currency"]
+        permissions = [("sign_off_orderreconciliation", "Can sign off a reconciled day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.market_name or self.market_id} {self.currency}"
+
+    @property
+    def balanced(self) -> bool:
+        return not self.differences
+
+    def figures(self) -> dict:
+        """What a sign-off vouches for."""
+        names = ["centra_orders", "centra_value", "fulfil_sales", "fulfil_value", "centra_refunds", "refund_value"]
+        names += ["fulfil_credits", "credit_value"]
+        return {name: str(getattr(self, name)) for name in names} | {"differences": len(self.differences)}

@@ -299,6 +299,9 @@ ORDER_EXPORT_SINCE = env.str("ORDER_EXPORT_SINCE", default="")
 # together stay inside each API's budget. Off, each process paces itself alone.
 RATE_LIMITS_SHARED = env.bool("RATE_LIMITS_SHARED", default=True)
 
+# Order reconciliation looks at this many days up to yesterday each night (a late export settles its day).
+ORDER_RECONCILE_DAYS = env.int("ORDER_RECONCILE_DAYS", default=7)
+
 # Read Centra's events queue every minute (for a brand that does not send Centra's webhooks to Switchyard).
 CENTRA_EVENTS_POLL = env.bool("CENTRA_EVENTS_POLL", default=False)
 

@@ -504,6 +504,20 @@ class FulfilClient:
         sale = _sale(row, "sale.sale.search_read")
         return self._with_lines(sale) if with_lines else sale
 
+    def sales_by_reference(self, references: Iterable[str], *, chunk: int = 500) -> dict[str, Sale]:
+        """The live (not cancelled) sales whose reference is one of ``references``: {reference: sale}, one call a
+        ``chunk`` of references. A reference with several live sales gives the newest."""
+        references = list(dict.fromkeys(references))
+        found: dict[str, Sale] = {}
+        for begin in range(0, len(references), chunk):
+            part = references[begin : begin + chunk]
+            domain = [["reference", "in", part], ["state", "!=", "cancelled"]]
+            rows = self._rpc("sale.sale", "search_read", [domain, 0, None, [["id", "ASC"]], SALE_FIELDS])
+            for row in rows:
+                sale = _sale(row, "sale.sale.search_read")
+                found[sale.reference] = sale
+        return found
+
     def sale(self, sale_id: int) -> Sale | None:
         """The sale with its lines, or None."""
         row = self.get("sale.sale", sale_id, SALE_FIELDS)

@@ -5,6 +5,7 @@ from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
     order_export,
     order_import,
     order_watch,
+    reconcile_orders,
     reconcile_skus,
     return_sync,
     shipment_sync,
@@ -21,4 +22,5 @@ FLOWS = {
     shipment_sync.FLOW: shipment_sync.shipment_sync_run,
     return_sync.FLOW: return_sync.return_sync_run,
     reconcile_skus.FLOW: reconcile_skus.reconcile_skus_run,
+    reconcile_orders.FLOW: reconcile_orders.reconcile_orders_run,
 }
