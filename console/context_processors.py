@@ -10,7 +10,7 @@ SECTIONS = [
     ("Exceptions", "exceptions:queue", ""),
     ("Orders", None, "Order to cash"),
     ("Stock", None, "Stock sync"),
-    ("Reconciliation", None, "Reconciliation"),
+    ("Reconciliation", "reconciliation:overview", ""),
     ("Runs", None, "Sync runs"),
     ("Mappings", "mappings", ""),
 ]

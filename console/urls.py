@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import views
+from console import reconciliation, views
 from syncs import views as sync_views
 
 admin.site.site_header = "Switchyard administration"
@@ -15,6 +15,22 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("exceptions/", include("exceptions.urls")),
+    path(
+        "reconciliation/",
+        include(
+            (
+                [
+                    path("", reconciliation.overview, name="overview"),
+                    path("run/", reconciliation.run, name="run"),
+                    path("orders.csv", reconciliation.orders_csv, name="orders_csv"),
+                    path("orders/<int:pk>/", reconciliation.order_day, name="day"),
+                    path("orders/<int:pk>/sign-off/", reconciliation.order_day_sign_off, name="sign_off"),
+                    path("orders/<int:pk>/reopen/", reconciliation.order_day_reopen, name="reopen"),
+                ],
+                "reconciliation",
+            )
+        ),
+    ),
     path("api/exceptions/", include("exceptions.api_urls")),
     path("api/", include("console.api_urls")),
     path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),

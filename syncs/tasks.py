@@ -1,6 +1,10 @@
 """django-q2 entry points of the syncs. Thin: each calls a flow through the run bookkeeping."""
 
+import functools
+from datetime import date
+
 from syncs.flows import FLOWS
+from syncs.flows.reconcile_orders import reconcile_orders_run
 from syncs.flows.stock_push import stock_push_run, stock_reconcile_if_due, velocity_refresh
 from syncs.flows.webhooks import centra_events_poll, webhook_process, webhooks_sweep
 from syncs.notifications import send_team_digests
@@ -49,3 +53,10 @@ def sweep_webhooks() -> int:
 def poll_centra_events() -> str:
     """Scheduled every minute: Centra's events queue, for brands that use it instead of webhooks."""
     return centra_events_poll()
+
+
+def reconcile_order_days(since: str, until: str) -> int:
+    """Started from the reconciliation page: the order reconciliation of the days asked for (ISO dates)."""
+    first, last = date.fromisoformat(since), date.fromisoformat(until)
+    action = functools.partial(reconcile_orders_run, first=first, last=last)
+    return run_flow(flow="reconcile_orders", action=action, trigger="manual").pk

@@ -1,0 +1,232 @@
+"""The reconciliation pages: order reconciliation by day, market and currency (finance's month-end starts from the
+days already signed off), a day's differences with a sign-off, the CSV export, and the SKU reconciliation's counts.
+
+Reads only; a sign-off goes through ``order_reconciliation_sign_off`` and a run is handed to a worker."""
+
+import csv
+from datetime import date, timedelta
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_q.tasks import async_task
+
+from console.roles import ECOMMERCE, INTEGRATION_ADMIN, user_roles
+from syncs.flows.reconcile_orders import sign_off_clear
+from syncs.models import OrderReconciliation, SyncRun
+
+SIGN_OFF = "syncs.sign_off_orderreconciliation"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class DaysForm(forms.Form):
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Every day"), ("differences", "With differences"), ("unsigned", "Not signed off")],
+    )
+
+    def days(self) -> tuple[date, date]:
+        until = (self.cleaned_data.get("until") if self.is_valid() else None) or timezone.localdate()
+        since = (self.cleaned_data.get("since") if self.is_valid() else None) or until - timedelta(days=30)
+        return since, until
+
+
+class SignOffForm(forms.Form):
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+def order_days(*, since: date, until: date, status: str = ""):
+    days = OrderReconciliation.objects.filter(day__range=(since, until)).select_related("signed_off_by")
+    if status == "differences":
+        days = days.exclude(differences=[])
+    elif status == "unsigned":
+        days = days.filter(signed_off_at__isnull=True)
+    return days.order_by("-day", "market_name", "currency")
+
+
+def order_reconciliation_sign_off(*, reconciliation: OrderReconciliation, actor, note: str) -> None:
+    """Sign a day off. Raises PermissionDenied, ValidationError (a day with differences needs a note saying how
+    they were dealt with; a day already signed off is not signed again)."""
+    if not actor.has_perm(SIGN_OFF):
+        raise PermissionDenied("Only finance can sign off a reconciled day.")
+    note = note.strip()
+    with transaction.atomic():
+        locked = OrderReconciliation.objects.select_for_update().get(pk=reconciliation.pk)
+        if locked.signed_off_at:
+            raise ValidationError(f"This day was signed off by {locked.signed_off_by} already.")
+        if locked.differences and not note:
+            raise ValidationError("This day has differences: say in the note how they were dealt with.")
+        locked.signed_off_by, locked.signed_off_at, locked.sign_off_note = actor, timezone.now(), note
+        locked.save(update_fields=["signed_off_by", "signed_off_at", "sign_off_note"])
+
+
+def order_reconciliation_reopen(*, reconciliation: OrderReconciliation, actor) -> None:
+    if not actor.has_perm(SIGN_OFF):
+        raise PermissionDenied("Only finance can reopen a signed-off day.")
+    with transaction.atomic():
+        locked = OrderReconciliation.objects.select_for_update().get(pk=reconciliation.pk)
+        if locked.signed_off_at:
+            sign_off_clear(locked, reason=f"reopened by {actor.get_username()}")
+            locked.save(update_fields=["signed_off_by", "signed_off_at", "sign_off_note", "sign_off_history"])
+
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    form = DaysForm(request.GET or None)
+    since, until = form.days()
+    days = list(
+        order_days(since=since, until=until, status=form.cleaned_data.get("status", "") if form.is_valid() else "")
+    )
+    last_skus = SyncRun.objects.filter(flow="reconcile_skus", status=SyncRun.Status.SUCCEEDED).order_by("-started_at")
+    skus = last_skus.first()
+    roles = user_roles(request.user)
+    return render(
+        request,
+        "console/reconciliation.html",
+        {
+            "form": form,
+            "days": days,
+            "since": since,
+            "until": until,
+            "totals": {
+                "days": len(days),
+                "differences": sum(1 for day in days if day.differences),
+                "signed": sum(1 for day in days if day.signed_off_at),
+            },
+            "skus": skus,
+            "sku_systems": sorted((skus.summary.get("systems") or {}).items()) if skus else [],
+            "may_run_orders": request.user.has_perm(SIGN_OFF),
+            "may_run_skus": bool(roles & {ECOMMERCE, INTEGRATION_ADMIN}),
+            "yesterday": timezone.localdate() - timedelta(days=1),
+        },
+    )
+
+
+@require_GET
+def order_day(request: HttpRequest, pk: int) -> HttpResponse:
+    reconciliation = get_object_or_404(OrderReconciliation.objects.select_related("signed_off_by"), pk=pk)
+    return render(
+        request,
+        "console/reconciliation_day.html",
+        {
+            "day": reconciliation,
+            "form": SignOffForm(),
+            "may_sign": request.user.has_perm(SIGN_OFF),
+            "queue_url": reverse("exceptions:queue") + "?flow=reconcile_orders",
+        },
+    )
+
+
+@require_POST
+def order_day_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
+    reconciliation = get_object_or_404(OrderReconciliation, pk=pk)
+    form = SignOffForm(request.POST)
+    if form.is_valid():
+        try:
+            order_reconciliation_sign_off(
+                reconciliation=reconciliation, actor=request.user, note=form.cleaned_data["note"]
+            )
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"{reconciliation} signed off.")
+    return redirect("reconciliation:day", pk=pk)
+
+
+@require_POST
+def order_day_reopen(request: HttpRequest, pk: int) -> HttpResponse:
+    order_reconciliation_reopen(reconciliation=get_object_or_404(OrderReconciliation, pk=pk), actor=request.user)
+    messages.success(request, "The day is open again; its earlier sign-off is kept in its history.")
+    return redirect("reconciliation:day", pk=pk)
+
+
+@require_POST
+def run(request: HttpRequest) -> HttpResponse:
+    """Hand a reconciliation to a worker: the SKU sets, or the orders of the days asked for."""
+    roles = user_roles(request.user)
+    if request.POST.get("what") == "skus":
+        if not roles & {ECOMMERCE, INTEGRATION_ADMIN}:
+            raise PermissionDenied("Ecommerce or an integration admin starts a SKU reconciliation.")
+        async_task("syncs.tasks.run", "reconcile_skus", "manual")
+        messages.success(request, "SKU reconciliation started: the counts update when it is done.")
+        return redirect("reconciliation:overview")
+    if not request.user.has_perm(SIGN_OFF):
+        raise PermissionDenied("Finance starts an order reconciliation.")
+    form = DaysForm(request.POST)
+    since, until = form.days()
+    if (until - since).days > 92:
+        messages.error(request, "Reconcile at most a quarter at a time.")
+    else:
+        async_task("syncs.tasks.reconcile_order_days", since.isoformat(), until.isoformat())
+        messages.success(request, f"Order reconciliation of {since} to {until} started: refresh in a moment.")
+    return redirect("reconciliation:overview")
+
+
+def csv_cell(value) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula is prefixed with an apostrophe."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+COLUMNS = [
+    "day", "market", "currency", "centra_orders", "centra_value", "fulfil_sales", "fulfil_value", "centra_refunds",
+    "refund_value", "fulfil_credits", "credit_value", "difference", "reference", "order", "centra", "fulfil",
+    "signed_off_by", "signed_off_at", "note",
+]  # fmt: skip
+
+
+@require_GET
+def orders_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Every day in the range, one row per day and one per difference, for the month-end file."""
+    form = DaysForm(request.GET or None)
+    since, until = form.days()
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(COLUMNS)
+        for day in order_days(since=since, until=until).iterator(chunk_size=500):
+            base = [
+                day.day, day.market_name or day.market_id, day.currency, day.centra_orders, day.centra_value,
+                day.fulfil_sales, day.fulfil_value, day.centra_refunds, day.refund_value, day.fulfil_credits,
+                day.credit_value,
+            ]  # fmt: skip
+            signed = [
+                day.signed_off_by.get_username() if day.signed_off_by else "",
+                day.signed_off_at or "",
+                day.sign_off_note,
+            ]
+            yield writer.writerow([csv_cell(v) for v in [*base, "", "", "", "", "", *signed]])
+            for difference in day.differences:
+                detail = [
+                    difference["kind"],
+                    difference["ref"],
+                    difference["order"],
+                    difference["centra"],
+                    difference["fulfil"],
+                ]
+                yield writer.writerow([csv_cell(v) for v in [*base, *detail, "", "", ""]])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="order-reconciliation-{since}-{until}.csv"'
+    return response
