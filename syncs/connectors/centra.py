@@ -24,6 +24,7 @@ from syncs.connectors.http import ConnectorSession, RateLimiter, RetryPolicy, Ti
 
 SYSTEM = "centra"
 ORDER_NUMBER_TAKEN = -5  # the Order API's code for "order number already exists"
+MAX_PAGE = 200  # the most records a paged query (products, productSizes, orders…) answers
 
 
 # --- what Centra gives back ---------------------------------------------------------------------------------------
@@ -377,50 +378,42 @@ class CentraClient:
 
     # --- stock --------------------------------------------------------------------------------------------------
 
-    def sizes(self, *, product_numbers: list[str] | None = None) -> Iterator[SizeStock]:
-        """Every size of every product with its stock totals, page by page to the end."""
-        query = """query sizes($where: ProductFilter, $limit: Int, $page: Int) {
-          products(where: $where, sort: [id_ASC], limit: $limit, page: $page) {
-            productNumber variants { id productSizes { id SKU EAN description
-              stockTotals { freeToAllocateQuantity physicalQuantity allocatedQuantity } } } } }"""
-        where = {"productNumber": product_numbers} if product_numbers else {}
+    def sizes(
+        self,
+        *,
+        product_numbers: list[str] | None = None,
+        warehouse_id: int | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[SizeStock]:
+        """Every size of every product (or of ``product_numbers``) with its stock, page by page to the end. The
+        stock is the total over every warehouse, or that of ``warehouse_id`` alone. A page holds ``page_size``
+        products (the client's page size unless given; at most MAX_PAGE), each with all its sizes."""
+        size_of_page = max(1, min(page_size or self.page_size, MAX_PAGE))
+        query = f"""query sizes($where: ProductFilter, $limit: Int, $page: Int{_warehouse_variable(warehouse_id)}) {{
+          products(where: $where, sort: [id_ASC], limit: $limit, page: $page) {{
+            productNumber variants {{ id productSizes {{ id SKU EAN description {_stock_fields(warehouse_id)} }} }}
+          }} }}"""
+        variables = {"where": {"productNumber": product_numbers} if product_numbers else {}, "limit": size_of_page}
+        if warehouse_id is not None:
+            variables["warehouse"] = warehouse_id
         page = 1
         while True:
-            products = self.execute(
-                query, {"where": where, "limit": self.page_size, "page": page}, operation="products"
-            )["products"]
+            products = self.execute(query, {**variables, "page": page}, operation="products")["products"]
             for product in products:
                 for variant in product["variants"]:
                     for size in variant["productSizes"]:
-                        totals = size["stockTotals"]
-                        yield SizeStock(
-                            size_id=size["id"],
-                            sku=size["SKU"],
-                            ean=size.get("EAN"),
-                            size_name=size["description"],
-                            variant_id=variant["id"],
-                            product_number=product["productNumber"],
-                            free_to_allocate=totals["freeToAllocateQuantity"],
-                            physical=totals["physicalQuantity"],
-                            allocated=totals["allocatedQuantity"],
-                        )
-            if len(products) < self.page_size:
+                        yield _size_stock(size, variant["id"], product["productNumber"])
+            if len(products) < size_of_page:
                 return
             page += 1
 
     def sizes_by_sku(self, skus: Iterable[str], *, warehouse_id: int | None = None) -> dict[str, SizeStock]:
         """The sizes with these SKUs and their stock, by SKU (200 a query); unknown SKUs are left out. The stock is
         the total over every warehouse, or that of ``warehouse_id`` alone."""
-        stock = (
-            "stock(where: {warehouseId: [$warehouse]}) { freeToAllocateQuantity physicalQuantity allocatedQuantity }"
-            if warehouse_id is not None
-            else "stockTotals { freeToAllocateQuantity physicalQuantity allocatedQuantity }"
-        )
-        query = f"""query productSizes($where: ProductSizeFilter, $limit: Int{
-            ", $warehouse: Int!" if warehouse_id is not None else ""
-        }) {{
+        query = f"""query productSizes($where: ProductSizeFilter, $limit: Int{_warehouse_variable(warehouse_id)}) {{
           productSizes(where: $where, limit: $limit) {{
-            id SKU EAN description productVariant {{ id product {{ productNumber }} }} {stock} }} }}"""
+            id SKU EAN description productVariant {{ id product {{ productNumber }} }} {_stock_fields(warehouse_id)}
+          }} }}"""
         wanted = sorted(set(skus))
         found: dict[str, SizeStock] = {}
         for start in range(0, len(wanted), 200):
@@ -430,23 +423,8 @@ class CentraClient:
                 variables["warehouse"] = warehouse_id
             rows = self.execute(query, variables, operation="productSizes")["productSizes"]
             for size in rows:
-                totals = (
-                    size["stock"][0]
-                    if warehouse_id is not None and size["stock"]
-                    else size.get("stockTotals")
-                    or {"freeToAllocateQuantity": 0, "physicalQuantity": 0, "allocatedQuantity": 0}
-                )
-                found[size["SKU"]] = SizeStock(
-                    size_id=size["id"],
-                    sku=size["SKU"],
-                    ean=size.get("EAN"),
-                    size_name=size["description"],
-                    variant_id=size["productVariant"]["id"],
-                    product_number=size["productVariant"]["product"]["productNumber"],
-                    free_to_allocate=totals["freeToAllocateQuantity"],
-                    physical=totals["physicalQuantity"],
-                    allocated=totals["allocatedQuantity"],
-                )
+                variant = size["productVariant"]
+                found[size["SKU"]] = _size_stock(size, variant["id"], variant["product"]["productNumber"])
         return found
 
     def set_stock(self, *, warehouse_id: int, levels: list[StockLevel], description: str) -> MutationResult:
@@ -786,7 +764,7 @@ def _decimal_json(session: ConnectorSession, response: requests.Response, operat
         ) from None
 
 
-def _classify_graphql(response: requests.Response, exchange: Exchange, operation: str) -> ConnectorError | None:
+def _classify_graphql(response: requests.Response, exchange: Exchange | None, operation: str) -> ConnectorError | None:
     context = {"system": SYSTEM, "operation": operation, "exchange": exchange}
     if response.status_code == 403:
         return AuthError("the API token was refused (403): invalid or expired", **context)
@@ -805,10 +783,42 @@ def _classify_graphql(response: requests.Response, exchange: Exchange, operation
     return DataError(f"Centra refused the request: {messages[0]}", details=messages, **context)
 
 
-def _classify_rest(response: requests.Response, exchange: Exchange) -> ConnectorError | None:
+def _classify_rest(response: requests.Response, exchange: Exchange | None) -> ConnectorError | None:
     if response.status_code in (401, 403):
         return AuthError("the Order API key was refused", system=SYSTEM, operation="order api", exchange=exchange)
     return None
+
+
+STOCK_FIGURES = "freeToAllocateQuantity physicalQuantity allocatedQuantity"
+
+
+def _warehouse_variable(warehouse_id: int | None) -> str:
+    return ", $warehouse: Int!" if warehouse_id is not None else ""
+
+
+def _stock_fields(warehouse_id: int | None) -> str:
+    """A size's stock: in one warehouse (the ``$warehouse`` variable), or its totals over every warehouse."""
+    if warehouse_id is None:
+        return f"stockTotals {{ {STOCK_FIGURES} }}"
+    return f"stock(where: {{warehouseId: [$warehouse]}}) {{ {STOCK_FIGURES} }}"
+
+
+def _size_stock(size: dict, variant_id: int, product_number: str) -> SizeStock:
+    if "stock" in size:  # one warehouse: a size never stocked there has no entry, so nothing in it
+        totals = size["stock"][0] if size["stock"] else dict.fromkeys(STOCK_FIGURES.split(), 0)
+    else:
+        totals = size["stockTotals"]
+    return SizeStock(
+        size_id=size["id"],
+        sku=size["SKU"],
+        ean=size.get("EAN"),
+        size_name=size["description"],
+        variant_id=variant_id,
+        product_number=product_number,
+        free_to_allocate=totals["freeToAllocateQuantity"],
+        physical=totals["physicalQuantity"],
+        allocated=totals["allocatedQuantity"],
+    )
 
 
 def _money(value) -> Decimal:

@@ -325,7 +325,7 @@ class FulfilClient:
     # --- requests ---------------------------------------------------------------------------------------------
 
     def _classify(self, operation: str):
-        def classify(response: requests.Response, exchange: Exchange) -> ConnectorError | None:
+        def classify(response: requests.Response, exchange: Exchange | None) -> ConnectorError | None:
             context = {"system": SYSTEM, "operation": operation, "exchange": exchange}
             if response.status_code == 429:
                 # Retry-After when Fulfil sends it; else the window's end from X-RateLimit-Reset (epoch seconds).
@@ -464,15 +464,20 @@ class FulfilClient:
         self, codes: Iterable[str], *, warehouse_ids: list[int] | None = None, with_stock: bool = True
     ) -> dict[str, Product]:
         """The variants with these codes (SKUs), by code; unknown codes are simply absent. Stock figures are
-        summed over ``warehouse_ids`` (every warehouse when None)."""
+        summed over ``warehouse_ids`` (every warehouse when None). One call per 500 codes when all of them exist."""
         codes = sorted(set(codes))
         found: dict[str, Product] = {}
         fields = PRODUCT_FIELDS + (QUANTITY_FIELDS if with_stock else [])
         context = {"locations": list(warehouse_ids)} if warehouse_ids else None
         for start in range(0, len(codes), MAX_PAGE):
-            domain = [["code", "in", codes[start : start + MAX_PAGE]]]
-            for row in self.search_read("product.product", domain, fields, context=context):
-                found[row["code"]] = _product(row)
+            chunk = codes[start : start + MAX_PAGE]
+            missing = set(chunk)
+            for rows in self._pages("product.product", [["code", "in", chunk]], fields, None, None, context):
+                for row in rows:
+                    found[row["code"]] = _product(row)
+                    missing.discard(row["code"])
+                if not missing:
+                    break  # a full page that holds every code asked for: there is no next page to ask for
         return found
 
     def stock_by_warehouse(self, codes: Iterable[str], warehouse_ids: list[int]) -> dict[int, dict[str, Product]]:

@@ -6,6 +6,7 @@ blindly repeats a call that may have created something; and turns every failure 
 ``errors.py``, carrying the request and response with credentials redacted.
 """
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -13,7 +14,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -173,6 +175,31 @@ class RateLimiter:
         return max(0.0, min(shares, default=1.0))
 
 
+# --- Counting calls -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallCount:
+    """How many HTTP requests were sent while it was counting (every attempt, a retry included)."""
+
+    calls: int = 0
+
+
+_counts: ContextVar[tuple[CallCount, ...]] = ContextVar("connector_call_counts", default=())
+
+
+@contextlib.contextmanager
+def calls_counted() -> Iterator[CallCount]:
+    """Count the requests every session sends inside the ``with`` block, in this thread (or task) only: the calls
+    a flow run makes, whatever other threads of the process send meanwhile. Counts may nest."""
+    count = CallCount()
+    token = _counts.set((*_counts.get(), count))
+    try:
+        yield count
+    finally:
+        _counts.reset(token)
+
+
 # --- The session ----------------------------------------------------------------------------------------------
 
 
@@ -193,8 +220,14 @@ class Timeouts:
 class ConnectorSession:
     """HTTP for one connection to one system. Connectors build one and call ``request``.
 
-    ``classify(response)`` lets a connector turn a response the generic rules would accept, or misread, into its
-    own typed error (Centra answers 200 with ``errors``; Virtualstock says when to come back in the body).
+    ``classify(response, exchange)`` lets a connector turn a response the generic rules would accept, or misread,
+    into its own typed error (Centra answers 200 with ``errors``; Virtualstock says when to come back in the body).
+    ``exchange`` is None: the redacted record of the request is built only for a response that turns out to be an
+    error, and the session attaches it to the error the connector returns.
+
+    Proxies and the CA bundle are taken from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``…)
+    once, when the session is made, not looked up again on every call; ``.netrc`` is not read (connectors send
+    their own credentials).
     """
 
     def __init__(
@@ -219,6 +252,10 @@ class ConnectorSession:
         self._http = requests.Session()
         self._http.headers.update({"User-Agent": "Switchyard/1.0", "Accept": "application/json"})
         self._http.headers.update(headers or {})
+        environment = self._http.merge_environment_settings(self.base_url, {}, None, None, None)
+        self._http.proxies.update(environment["proxies"])
+        self._http.verify = environment["verify"]
+        self._http.trust_env = False
         self.last_success_at: float | None = None
         self.last_error: str | None = None
 
@@ -237,7 +274,7 @@ class ConnectorSession:
         data: dict | str | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
-        classify: Callable[[requests.Response, Exchange], ConnectorError | None] | None = None,
+        classify: Callable[[requests.Response, Exchange | None], ConnectorError | None] | None = None,
     ) -> requests.Response:
         """Send one request, retrying what may be retried, and return a successful (2xx) response.
 
@@ -274,6 +311,8 @@ class ConnectorSession:
     def _send_once(self, method, url, operation, *, params, json_body, data, headers) -> requests.Response:
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
+        for count in _counts.get():
+            count.calls += 1
         started = time.monotonic()
         try:
             response = self._http.request(
@@ -334,15 +373,18 @@ class ConnectorSession:
         return self._exchange(request.method, request.url, request.body, response)
 
     def _classify(self, response: requests.Response, operation: str, classify) -> ConnectorError | None:
-        exchange = self.exchange_for(response)
+        # Redacting the request and response means parsing both bodies: done only for a response that is an error.
         if classify is not None:
-            error = classify(response, exchange)
+            error = classify(response, None)
             if error is not None:
+                if error.exchange is None:
+                    error.exchange = self.exchange_for(response)
                 return error
         status = response.status_code
-        context = {"system": self.system, "operation": operation, "exchange": exchange}
         if status < 300:
             return None
+        exchange = self.exchange_for(response)
+        context = {"system": self.system, "operation": operation, "exchange": exchange}
         summary = _summary(exchange.response_body)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -194,7 +194,7 @@ class InventoryPlannerClient:
     # --- requests ---------------------------------------------------------------------------------------------
 
     def _classifier(self, operation: str):
-        def classify(response: requests.Response, exchange: Exchange) -> ConnectorError | None:
+        def classify(response: requests.Response, exchange: Exchange | None) -> ConnectorError | None:
             status = response.status_code
             if status < 300:
                 return None  # a 2xx carrying an error result is caught in _json, where the body is parsed once

@@ -32,6 +32,7 @@ from syncs.connectors.http import ConnectorSession, RateLimiter, RetryPolicy, Ti
 
 SYSTEM = "marketplace"
 MAX_BATCH = 500  # items per stock or price call, the API's maximum
+MAX_OFFER_PAGE = 500  # offers per listing page, the API's maximum
 SIGNATURE_HEADER = "X-Marketplace-Signature"
 
 # Neutral reason codes. The generic API uses these as they are; another marketplace's adapter translates them.
@@ -301,7 +302,7 @@ class GenericMarketplaceClient:
 
     @staticmethod
     def _classify(operation: str):
-        def classify(response: requests.Response, exchange: Exchange) -> ConnectorError | None:
+        def classify(response: requests.Response, exchange: Exchange | None) -> ConnectorError | None:
             # 400 (validation), 404 and 409 (wrong state) carry the marketplace's own messages: keep each one.
             if response.status_code not in (400, 404, 409, 422):
                 return None
@@ -528,9 +529,10 @@ class GenericMarketplaceClient:
             results.append(PriceResult(item["sku"], result.get("status", "REJECTED"), code, message))
         return results
 
-    def offers(self, *, sku: str | None = None) -> Iterator[Offer]:
-        """Every offer as the marketplace shows it (title, price, stock), every page."""
-        params: dict = {"limit": min(self.page_size * 2, 500)}
+    def offers(self, *, sku: str | None = None, page_size: int | None = None) -> Iterator[Offer]:
+        """Every offer as the marketplace shows it (title, price, stock), every page: ``page_size`` a page (twice
+        the client's page size unless given; at most MAX_OFFER_PAGE)."""
+        params: dict = {"limit": max(1, min(page_size or self.page_size * 2, MAX_OFFER_PAGE))}
         if sku:
             params["sku"] = sku
         while True:

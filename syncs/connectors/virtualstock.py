@@ -22,6 +22,7 @@ SYSTEM = "virtualstock"
 ACCESS_LIFETIME = 300.0
 REFRESH_LIFETIME = 4 * 3600.0
 THROTTLED = re.compile(r"available in ([\d.]+) seconds", re.IGNORECASE)
+MAX_PAGE = 1000  # the most results a listing page holds
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class VirtualstockClient:
 
     # --- requests ---------------------------------------------------------------------------------------------
 
-    def _classify(self, response: requests.Response, exchange: Exchange) -> ConnectorError | None:
+    def _classify(self, response: requests.Response, exchange: Exchange | None) -> ConnectorError | None:
         context = {"system": SYSTEM, "operation": "", "exchange": exchange}
         if response.status_code == 429:
             # Virtualstock says when to come back in the message; Retry-After may or may not be there.
@@ -248,9 +249,11 @@ class VirtualstockClient:
     def _json(self, method: str, path: str, operation: str, **kwargs):
         return response_json(self.session, self._request(method, path, operation, **kwargs), operation)
 
-    def _pages(self, path: str, operation: str, params: dict) -> Iterator[dict]:
-        """Every result of a {count, next, previous, results} listing, following ``next`` to the end."""
-        url, query = path, {**params, "limit": self.page_size, "offset": 0}
+    def _pages(self, path: str, operation: str, params: dict, page_size: int | None = None) -> Iterator[dict]:
+        """Every result of a {count, next, previous, results} listing, following ``next`` to the end; pages of
+        ``page_size`` (the client's page size unless given; at most MAX_PAGE)."""
+        limit = max(1, min(page_size or self.page_size, MAX_PAGE))
+        url, query = path, {**params, "limit": limit, "offset": 0}
         while url:
             page = self._json("GET", url, operation, params=query)
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
@@ -366,9 +369,10 @@ class VirtualstockClient:
 
     # --- products and stock -----------------------------------------------------------------------------------
 
-    def products(self, *, part_number: str | None = None) -> Iterator[Product]:
+    def products(self, *, part_number: str | None = None, page_size: int | None = None) -> Iterator[Product]:
+        """Every product (or those with ``part_number``) with its free stock, ``page_size`` a page."""
         params = {"part_number": part_number} if part_number else {}
-        for raw in self._pages("/api/v4/products/", "products_list", params):
+        for raw in self._pages("/api/v4/products/", "products_list", params, page_size):
             data = raw.get("data") or {}
             stock = data.get("supplier_free_stock", data.get("free_stock"))
             yield Product(

@@ -357,3 +357,22 @@ def test_the_hourly_mutation_budget_is_spread_over_the_hour():
     assert client.mutation_limiter.wait_time() == pytest.approx(36.0)
     now[0] += 36.0
     assert client.mutation_limiter.wait_time() == 0
+
+
+def test_sizes_are_listed_with_one_warehouses_stock_up_to_200_products_a_page(centra):
+    client, simulator = centra
+    simulator.seed(
+        products=[
+            {**TEE, "productNumber": f"TEE{n}", "variants": [{**TEE["variants"][0], "variantNumber": "BLK"}]}
+            for n in range(101, 104)
+        ]
+    )
+    variant = next(size.variant_id for size in client.sizes() if size.sku == "TEE100BLKS")
+    client.set_stock(warehouse_id=2, description="store", levels=[StockLevel(variant, "S", 3)])
+    before = len(simulator.operations())
+    in_main = {size.sku: size.physical for size in client.sizes(warehouse_id=1, page_size=200)}
+    in_store = {size.sku: size.physical for size in client.sizes(warehouse_id=2, page_size=500)}
+    everywhere = {size.sku: size.physical for size in client.sizes()}
+    assert (in_main["TEE100BLKS"], in_store["TEE100BLKS"], everywhere["TEE100BLKS"]) == (10, 3, 13)
+    assert (in_store["TEE100BLKM"], len(in_main), len(everywhere)) == (0, 8, 8)
+    assert simulator.operations()[before:] == ["sizes", "sizes", "sizes", "sizes", "sizes"]  # 1 + 1 + 3 pages of 2

@@ -393,3 +393,13 @@ def test_typed_values_travel_both_ways(fulfil):
     assert raw and client.get("product.product", row["id"], ["list_price"])["list_price"] == Decimal("12.3050")
     with pytest.raises(DataError, match="exceeds the limit"):
         client.write("product.product", [row["id"]], {"list_price": Decimal("1.00001")})
+
+
+def test_products_by_code_stops_paging_once_every_code_is_found(fulfil):
+    client, ff = fulfil
+    ff.seed(products=products("TEE100BLKS", "TEE100BLKM", "TEE100BLKL"))
+    paged = FulfilClient(base_url=client.session.base_url, api_key="sandbox-fulfil", retry=FAST_RETRY, page_size=2)
+    assert sorted(paged.products_by_code(["TEE100BLKS", "TEE100BLKM"])) == ["TEE100BLKM", "TEE100BLKS"]
+    assert ff.operations() == ["product.product.search_read"]  # a full page, but nothing left to find
+    assert sorted(paged.products_by_code(["TEE100BLKS", "TEE100BLKM", "NOPE"])) == ["TEE100BLKM", "TEE100BLKS"]
+    assert ff.operations().count("product.product.search_read") == 3  # a code not found: paged to the end

@@ -449,3 +449,11 @@ def test_a_webhook_replayed_after_the_tolerance_is_rejected(received, marketplac
     assert verify_webhook(secret=WEBHOOK_SECRET, body=body, headers=headers, now=signed_at + 299)
     with pytest.raises(WebhookRejected, match="expired or replayed"):
         verify_webhook(secret=WEBHOOK_SECRET, body=body, headers=headers, now=signed_at + 301)
+
+
+def test_offers_can_be_listed_up_to_500_a_page(marketplace):
+    client, market = marketplace
+    market.seed(offers=offers("A1", "A2", "A3", "A4", "A5"))
+    assert [offer.sku for offer in client.offers(page_size=500)] == ["A1", "A2", "A3", "A4", "A5"]
+    assert [offer.sku for offer in client.offers(page_size=5000)] == ["A1", "A2", "A3", "A4", "A5"]  # at most 500
+    assert market.operations() == ["offers_list", "offers_list"]

@@ -218,3 +218,12 @@ def test_demo_mode_brings_new_retailer_orders(sandbox, virtualstock):
     new = list(client.orders())
     assert new, "twenty ticks bring at least one order"
     assert all(line.part_number in {p.part_number for p in client.products()} for o in new for line in o.lines)
+
+
+def test_products_are_listed_up_to_1000_a_page_when_asked(virtualstock):
+    client, vs = virtualstock
+    vs.seed(products=[{"id": 617170 + n, "part_number": f"TEE100BLK{n}"} for n in range(5)])
+    assert len(list(client.products())) == 5
+    assert vs.operations().count("products_list") == 3  # the client's pages of 2
+    assert [p.id for p in client.products(page_size=1000)] == [617170 + n for n in range(5)]
+    assert vs.operations().count("products_list") == 4

@@ -1,11 +1,13 @@
-"""The shared HTTP layer's parts that need no server: Retry-After, pacing, redaction."""
+"""The shared HTTP layer: Retry-After, pacing, redaction; and, against the sandbox, what a session does per call
+(an error's redacted record, the count of calls, the environment's proxies)."""
 
 import email.utils
+import threading
 
 import pytest
 
-from syncs.connectors.errors import DataError, Exchange, RateLimited
-from syncs.connectors.http import RateLimiter, Redactor, parse_retry_after
+from syncs.connectors.errors import DataError, Exchange, RateLimited, TransientError
+from syncs.connectors.http import ConnectorSession, RateLimiter, Redactor, RetryPolicy, calls_counted, parse_retry_after
 
 NOW = 1_800_000_000.0
 
@@ -91,3 +93,64 @@ def test_typed_errors_survive_pickling_for_the_task_queue():
     )
     data = pickle.loads(pickle.dumps(DataError("bad", details=["a", "b"], system="fulfil", operation="create")))
     assert (data.details, data.transient, str(data)) == (["a", "b"], False, "fulfil create: bad")
+
+
+ONE_TRY = RetryPolicy(attempts=1)
+
+
+def centra_session(sandbox, **options) -> ConnectorSession:
+    return ConnectorSession(
+        system="centra",
+        base_url=f"{sandbox.url}/centra",
+        headers={"Authorization": "Bearer sandbox-centra"},
+        secrets=["sandbox-centra"],
+        retry=ONE_TRY,
+        **options,
+    )
+
+
+def ask_for_warehouses(session: ConnectorSession, **options):
+    query = {"query": "query warehouses { warehouses { id name } }", "variables": {}}
+    return session.request("POST", "/graphql", operation="warehouses", json_body=query, **options)
+
+
+def test_a_classifier_is_given_no_exchange_and_the_error_it_returns_gets_the_redacted_one(sandbox):
+    given = []
+
+    def refuse_everything(response, exchange):
+        given.append(exchange)
+        return DataError("refused by the connector", system="centra", operation="warehouses")
+
+    with pytest.raises(DataError) as error:
+        ask_for_warehouses(centra_session(sandbox), classify=refuse_everything)
+    assert given == [None]
+    record = error.value.exchange.as_dict()
+    assert (record["method"], record["status"]) == ("POST", 200)
+    assert "warehouses" in record["request_body"] and "Main warehouse" in record["response_body"]
+    assert "sandbox-centra" not in repr(record)
+
+
+def test_calls_are_counted_inside_the_block_and_in_this_thread_only(sandbox):
+    session = centra_session(sandbox)
+    ask_for_warehouses(session)
+    with calls_counted() as outer:
+        ask_for_warehouses(session)
+        with calls_counted() as inner:
+            ask_for_warehouses(session)
+        elsewhere = threading.Thread(target=ask_for_warehouses, args=(session,))
+        elsewhere.start()
+        elsewhere.join()
+    assert (outer.calls, inner.calls) == (2, 1)
+
+
+def test_proxies_are_taken_from_the_environment_once_when_the_session_is_made(sandbox, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there: a refused connection
+    through_the_proxy = centra_session(sandbox)
+    monkeypatch.delenv("http_proxy")
+    direct = centra_session(sandbox)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    assert ask_for_warehouses(direct).status_code == 200
+    with pytest.raises(TransientError, match="could not connect"):
+        ask_for_warehouses(through_the_proxy)
