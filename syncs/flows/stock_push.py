@@ -10,6 +10,11 @@ channel accepted is recorded (only if no newer value got there first), what it r
 
 A full run also reads what each channel actually shows, reports drift (the channel differs from what we pushed)
 and repairs it, and raises ``stock_stale`` for pairs the channel has not confirmed for too long.
+
+A full run holds a channel's whole catalogue at once (100,000 SKUs, say), so it reads the channel's state rows in
+one query as plain ``StateRow`` values rather than model instances, and writes back only the rows that changed — on
+PostgreSQL one ``UPDATE … FROM unnest(…)`` per 5,000 rows; rows whose figures a newer reading left as they were
+only have their master version moved, in one guarded UPDATE. ``api_calls`` counts every HTTP request the run sent.
 """
 
 import contextlib
@@ -17,12 +22,14 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import connections as databases
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -32,18 +39,22 @@ from exceptions.services import failure_record, objects_succeeded
 from mappings.models import Bundle, Channel, StockBuffer, System
 from mappings.services import MissingMapping, skus_mapped, stock_statuses
 from syncs import connections
-from syncs.connectors.centra import StockLevel
+from syncs.connectors import centra, virtualstock
+from syncs.connectors.centra import SizeStock, StockLevel
 from syncs.connectors.errors import ConnectorError, DataError
-from syncs.connectors.marketplace import StockUpdate
+from syncs.connectors.http import calls_counted
+from syncs.connectors.marketplace import MAX_OFFER_PAGE, StockUpdate
 from syncs.models import StockState
 from syncs.stock.ats import Buffer, available_to_sell, bundle_available
 
 FLOW = "stock_push"
 logger = logging.getLogger("switchyard.stock")
 CENTRA_SIZES_PER_MUTATION = 200
+ROWS_PER_STATEMENT = 5000  # state rows read or written per SQL statement
+COUNTS = ("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reading:
     sku: str
     on_hand: int
@@ -65,6 +76,32 @@ class PushSummary:
     exceptions: int = 0
     full: bool = False
     channels: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StateRow:
+    """One SKU on one channel as a run works on it: the figures of its StockState row, without a model instance."""
+
+    id: int
+    sku: str
+    product_number: str
+    master_on_hand: int
+    master_statuses: dict
+    master_version: datetime | None
+    ats: int
+    pushed_value: int | None
+    pushed_version: datetime | None
+    acknowledged_at: datetime | None
+    channel_value: int | None
+    external_id: str
+    velocity: Decimal
+
+    @property
+    def needs_push(self) -> bool:
+        return self.pushed_value != self.ats
+
+
+STATE_COLUMNS = tuple(StateRow.__dataclass_fields__)
 
 
 # --- reading the stock master -------------------------------------------------------------------------------------
@@ -137,46 +174,50 @@ def stock_push_run(
     counter=None,
 ) -> PushSummary:
     """Push what changed (for ``skus`` only when given) to every channel, or one. ``full`` also reads each channel's
-    actual stock and repairs drift. Returns the counts; failures are exceptions, never raised, except a stock
-    master that cannot be read at all."""
+    actual stock and repairs drift. Returns the counts — ``api_calls`` is every HTTP request the run sent, the
+    stock master's included, and each channel's own are under ``channels``; failures are exceptions, never raised,
+    except a stock master that cannot be read at all."""
     summary = PushSummary(full=full)
     deadline = time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS
-    readings = read_master(skus)
-    summary.examined = len(readings)
-    subtracted = _subtracted(readings)
-    channels = push_channels(channel_code)
-    for position, channel in enumerate(channels):
-        # Each channel gets an equal share of what is left of the budget, so one slow API cannot starve the rest.
-        remaining = max(0.0, deadline - time.monotonic())
-        channel_deadline = time.monotonic() + remaining / (len(channels) - position)
-        try:
-            with channel_lock(channel):
-                outcome = _push_channel(
-                    channel,
-                    readings,
-                    subtracted,
-                    full=full,
-                    approve_zero_out=approve_zero_out,
-                    deadline=channel_deadline,
-                    targeted=skus is not None,
+    with calls_counted() as calls:
+        readings = read_master(skus)
+        summary.examined = len(readings)
+        subtracted = _subtracted(readings)
+        channels = push_channels(channel_code)
+        for position, channel in enumerate(channels):
+            # Each channel gets an equal share of what is left of the budget, so one slow API cannot starve the rest.
+            remaining = max(0.0, deadline - time.monotonic())
+            channel_deadline = time.monotonic() + remaining / (len(channels) - position)
+            try:
+                with channel_lock(channel):
+                    outcome = _push_channel(
+                        channel,
+                        readings,
+                        subtracted,
+                        full=full,
+                        approve_zero_out=approve_zero_out,
+                        deadline=channel_deadline,
+                        targeted=skus is not None,
+                    )
+            except ConnectorError as error:  # the channel as a whole cannot be reached: one exception, retried
+                failure_record(
+                    flow=FLOW,
+                    object_type="channel",
+                    object_ref=f"{channel.code}:push",
+                    error=error,
+                    title=f"Stock for {channel.name} could not be sent",
+                    system=channel.system,
+                    context={"channel": channel.code},
                 )
-        except ConnectorError as error:  # the channel as a whole cannot be reached: one exception, retried
-            failure_record(
-                flow=FLOW,
-                object_type="channel",
-                object_ref=f"{channel.code}:push",
-                error=error,
-                title=f"Stock for {channel.name} could not be sent",
-                system=channel.system,
-                context={"channel": channel.code},
-            )
-            summary.exceptions += 1
-            summary.channels[channel.code] = {"error": str(error)}
-            continue
-        objects_succeeded(flow=FLOW, object_refs=[f"{channel.code}:push"])
-        for name in ("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"):
-            setattr(summary, name, getattr(summary, name) + outcome[name])
-        summary.channels[channel.code] = outcome
+                summary.exceptions += 1
+                summary.channels[channel.code] = {"error": str(error)}
+                continue
+            objects_succeeded(flow=FLOW, object_refs=[f"{channel.code}:push"])
+            for name in COUNTS:
+                if name != "api_calls":  # counted for the whole run below: the master's and failed channels' too
+                    setattr(summary, name, getattr(summary, name) + outcome[name])
+            summary.channels[channel.code] = outcome
+    summary.api_calls = calls.calls
     if counter:
         counter.add(examined=summary.examined)
     return summary
@@ -217,31 +258,36 @@ def _push_channel(
     deadline: float | None = None,
     targeted: bool = False,
 ) -> dict:
-    outcome = dict.fromkeys(("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions"), 0)
-    writer = WRITERS[channel.system](channel, deadline or time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS)
-    states = _states_for(channel, readings)
-    blocked = {
-        sku
-        for sku, reading in readings.items()
-        if any(f"unknown:{s}" in subtracted and q for s, q in reading.statuses.items())
-    }
-    _apply_readings(channel, states, readings, subtracted)
-    if full:
-        outcome["drift"] = writer.read_actual(states)
-        _raise_stale(channel, states)
-    candidates = [s for s in states.values() if s.sku not in blocked and s.needs_push]
-    outcome["changed"] = len(candidates)
-    candidates, held = _hold_zero_outs(channel, states, candidates, approve=approve_zero_out, targeted=targeted)
-    outcome["held"] = len(held)
-    candidates.sort(key=_risk)
-    codes = writer.codes_for([s.sku for s in candidates])
-    for state in candidates:
-        if state.sku not in codes:
-            _fail(channel, state, MissingMapping(kind="sku", system=channel.system, key={"centra_sku": state.sku}))
-            outcome["exceptions"] += 1
-    sendable = [s for s in candidates if s.sku in codes]
-    accepted, refused = writer.write(sendable, codes)
-    outcome["api_calls"] = writer.calls
+    outcome = dict.fromkeys(COUNTS, 0)
+    with calls_counted() as calls:
+        writer = WRITERS[channel.system](
+            channel,
+            deadline or time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS,
+            catalogue=0 if targeted else len(readings),
+        )
+        states = _states_for(channel, readings, whole_catalogue=not targeted)
+        blocked = {
+            sku
+            for sku, reading in readings.items()
+            if any(f"unknown:{s}" in subtracted and q for s, q in reading.statuses.items())
+        }
+        _apply_readings(channel, states, readings, subtracted)
+        if full:
+            outcome["drift"] = writer.read_actual(states)
+            _raise_stale(channel, states)
+        candidates = [s for s in states.values() if s.sku not in blocked and s.needs_push]
+        outcome["changed"] = len(candidates)
+        candidates, held = _hold_zero_outs(channel, states, candidates, approve=approve_zero_out, targeted=targeted)
+        outcome["held"] = len(held)
+        candidates.sort(key=_risk)
+        codes = writer.codes_for([s.sku for s in candidates])
+        for state in candidates:
+            if state.sku not in codes:
+                _fail(channel, state, MissingMapping(kind="sku", system=channel.system, key={"centra_sku": state.sku}))
+                outcome["exceptions"] += 1
+        sendable = [s for s in candidates if s.sku in codes]
+        accepted, refused = writer.write(sendable, codes)
+    outcome["api_calls"] = calls.calls
     _acknowledge(accepted)
     for state, error in refused:
         _fail(channel, state, error)
@@ -252,23 +298,39 @@ def _push_channel(
     return outcome
 
 
-def _states_for(channel: Channel, readings: dict[str, Reading]) -> dict[str, StockState]:
-    """The channel's state rows for every SKU read (and every bundle), created where missing. Looked up in chunks,
-    so a catalogue of any size stays inside every database's limit on query parameters."""
+def _states_for(channel: Channel, readings: dict[str, Reading], *, whole_catalogue: bool) -> dict[str, StateRow]:
+    """The channel's state rows for every SKU read (and every bundle), created where missing. For the whole
+    catalogue, all the channel's rows in one query; for some SKUs, looked up 5,000 at a time, so any number stays
+    inside every database's limit on query parameters."""
     skus = list(dict.fromkeys([*readings, *(bundle.bundle_sku for bundle in _bundles())]))
-    existing = _states_by_sku(channel, skus)
-    missing = [StockState(channel=channel, sku=sku) for sku in skus if sku not in existing]
-    if missing:
-        StockState.objects.bulk_create(missing, batch_size=2000, ignore_conflicts=True)
-        existing |= _states_by_sku(channel, [state.sku for state in missing])
+    if whole_catalogue:
+        wanted = set(skus)
+        every_row = _state_rows(StockState.objects.filter(channel=channel))
+        existing = {row.sku: row for row in every_row if row.sku in wanted}
+    else:
+        existing = _states_by_sku(channel, skus)
+    missing = [sku for sku in skus if sku not in existing]
+    for start in range(0, len(missing), ROWS_PER_STATEMENT):
+        chunk = missing[start : start + ROWS_PER_STATEMENT]
+        StockState.objects.bulk_create(
+            [StockState(channel=channel, sku=sku) for sku in chunk], batch_size=1000, ignore_conflicts=True
+        )
+        existing |= _states_by_sku(channel, chunk)
     return existing
 
 
-def _states_by_sku(channel: Channel, skus: list[str], chunk: int = 5000) -> dict[str, StockState]:
+def _states_by_sku(channel: Channel, skus: list[str]) -> dict[str, StateRow]:
     found = {}
-    for start in range(0, len(skus), chunk):
-        found |= {s.sku: s for s in StockState.objects.filter(channel=channel, sku__in=skus[start : start + chunk])}
+    for start in range(0, len(skus), ROWS_PER_STATEMENT):
+        rows = StockState.objects.filter(channel=channel, sku__in=skus[start : start + ROWS_PER_STATEMENT])
+        found |= {row.sku: row for row in _state_rows(rows)}
     return found
+
+
+def _state_rows(queryset) -> Iterator[StateRow]:
+    """The rows of ``queryset`` as StateRow values, streamed from the database 5,000 at a time."""
+    for values in queryset.values_list(*STATE_COLUMNS).iterator(chunk_size=ROWS_PER_STATEMENT):
+        yield StateRow(*values)
 
 
 def _bundles() -> list[Bundle]:
@@ -276,49 +338,57 @@ def _bundles() -> list[Bundle]:
 
 
 def _apply_readings(
-    channel: Channel, states: dict[str, StockState], readings: dict[str, Reading], subtracted: set[str]
+    channel: Channel, states: dict[str, StateRow], readings: dict[str, Reading], subtracted: set[str]
 ) -> None:
-    """Record each reading (unless the state already holds a newer one) and compute ATS, bundles from components."""
+    """Record each reading (unless the state already holds a newer one) and compute ATS, bundles from components.
+    Writes the rows whose figures changed; of the others, only the master version moves."""
     buffers = _buffers(channel)
-    changed = []
+    changed, unchanged = [], []
+
+    def record(state: StateRow, version: datetime | None, figures: tuple) -> None:
+        """``figures`` are (on hand, statuses, product number, ATS) as read at ``version``."""
+        if figures != (state.master_on_hand, state.master_statuses, state.product_number, state.ats):
+            state.master_on_hand, state.master_statuses, state.product_number, state.ats = figures
+            state.master_version = version
+            changed.append(state)
+        elif version != state.master_version:
+            state.master_version = version
+            unchanged.append(state)
+
     for sku, reading in readings.items():
         state = states[sku]
         if state.master_version and reading.version < state.master_version:
             continue  # an older reading arrived late: the newer one stands
-        state.master_on_hand, state.master_statuses, state.master_version = (
-            reading.on_hand,
-            reading.statuses,
-            reading.version,
-        )
-        state.product_number = reading.product_number or state.product_number
-        state.ats = available_to_sell(
+        product_number = reading.product_number or state.product_number
+        ats = available_to_sell(
             on_hand=reading.on_hand,
             statuses=reading.statuses,
             subtracted=subtracted,
-            buffer=buffers(sku, state.product_number),
+            buffer=buffers(sku, product_number),
         )
-        changed.append(state)
-    raw = {
-        sku: available_to_sell(on_hand=r.on_hand, statuses=r.statuses, subtracted=subtracted)
-        for sku, r in readings.items()
-    }
+        record(state, reading.version, (reading.on_hand, reading.statuses, product_number, ats))
     bundles = _bundles()
-    # Components this run did not read (an event named only some SKUs) count with their last known figures.
-    unread = {c.component_sku for b in bundles for c in b.components.all()} - set(raw)
-    for known in StockState.objects.filter(channel=channel, sku__in=unread):
-        raw[known.sku] = available_to_sell(
-            on_hand=known.master_on_hand, statuses=known.master_statuses, subtracted=subtracted
-        )
-    for bundle in bundles:
-        parts = [(raw.get(c.component_sku, 0), c.quantity) for c in bundle.components.all()]
-        state = states[bundle.bundle_sku]
-        rule = buffers(bundle.bundle_sku, "")
-        state.ats = available_to_sell(on_hand=bundle_available(parts), statuses={}, subtracted=(), buffer=rule)
-        state.master_version = max((r.version for r in readings.values()), default=state.master_version)
-        changed.append(state)
-    StockState.objects.bulk_update(
-        changed, ["master_on_hand", "master_statuses", "master_version", "product_number", "ats"], batch_size=2000
-    )
+    if bundles:
+        components = {c.component_sku for b in bundles for c in b.components.all()}
+        raw = {
+            sku: available_to_sell(on_hand=reading.on_hand, statuses=reading.statuses, subtracted=subtracted)
+            for sku, reading in readings.items()
+            if sku in components
+        }
+        # Components this run did not read (an event named only some SKUs) count with their last known figures.
+        unread = StockState.objects.filter(channel=channel, sku__in=components - set(raw))
+        for sku, on_hand, statuses in unread.values_list("sku", "master_on_hand", "master_statuses"):
+            raw[sku] = available_to_sell(on_hand=on_hand, statuses=statuses, subtracted=subtracted)
+        newest = max((reading.version for reading in readings.values()), default=None)
+        for bundle in bundles:
+            parts = [(raw.get(c.component_sku, 0), c.quantity) for c in bundle.components.all()]
+            state = states[bundle.bundle_sku]
+            rule = buffers(bundle.bundle_sku, "")
+            ats = available_to_sell(on_hand=bundle_available(parts), statuses={}, subtracted=(), buffer=rule)
+            version = max((v for v in (newest, state.master_version) if v), default=None)
+            record(state, version, (state.master_on_hand, state.master_statuses, state.product_number, ats))
+    _states_save(changed, ["master_on_hand", "master_statuses", "master_version", "product_number", "ats"])
+    _versions_move(unchanged)
 
 
 def _buffers(channel: Channel):
@@ -341,12 +411,12 @@ def _buffers(channel: Channel):
 
 def _hold_zero_outs(
     channel: Channel,
-    states: dict[str, StockState],
-    candidates: list[StockState],
+    states: dict[str, StateRow],
+    candidates: list[StateRow],
     *,
     approve: bool,
     targeted: bool = False,
-) -> tuple[list[StockState], list[StockState]]:
+) -> tuple[list[StateRow], list[StateRow]]:
     zero_outs = [s for s in candidates if s.ats == 0 and (s.pushed_value or 0) > 0]
     selling = sum(1 for s in states.values() if (s.pushed_value or 0) > 0)
     ref = f"{channel.code}:zero-out"
@@ -373,7 +443,7 @@ def _hold_zero_outs(
     return [s for s in candidates if s.sku not in held], zero_outs
 
 
-def _risk(state: StockState) -> tuple:
+def _risk(state: StateRow | StockState) -> tuple:
     """Oversell risk first: drops to zero, then other decreases, then increases; within each, the least cover
     (units per unit sold a day) first."""
     before = state.pushed_value or 0
@@ -382,22 +452,7 @@ def _risk(state: StockState) -> tuple:
     return band, state.ats / velocity, state.sku
 
 
-def _acknowledge(accepted: list[tuple[StockState, int]]) -> None:
-    """Record what each channel accepted — only where no newer value was recorded meanwhile."""
-    now = timezone.now()
-    by_value: dict[tuple, list[int]] = defaultdict(list)
-    for state, value in accepted:
-        by_value[(value, state.master_version)].append(state.pk)
-    for (value, version), all_ids in by_value.items():
-        newer_not_there = Q(pushed_version__isnull=True) | Q(pushed_version__lte=version)
-        for start in range(0, len(all_ids), 5000):
-            ids = all_ids[start : start + 5000]
-            StockState.objects.filter(pk__in=ids).filter(newer_not_there).update(
-                pushed_value=value, pushed_version=version, acknowledged_at=now, channel_value=value, attempts=0
-            )
-
-
-def _fail(channel: Channel, state: StockState, error: BaseException) -> None:
+def _fail(channel: Channel, state: StateRow, error: BaseException) -> None:
     failure_record(
         flow=FLOW,
         object_type="sku",
@@ -423,7 +478,7 @@ def _heal(channel: Channel, skus: list[str]) -> None:
         objects_succeeded(flow=FLOW, object_refs=healed)
 
 
-def _raise_stale(channel: Channel, states: dict[str, StockState]) -> None:
+def _raise_stale(channel: Channel, states: dict[str, StateRow]) -> None:
     cutoff = timezone.now() - timedelta(minutes=settings.STOCK_STALE_MINUTES)
     for state in states.values():
         if state.acknowledged_at and state.acknowledged_at < cutoff and state.needs_push:
@@ -444,19 +499,104 @@ def _raise_stale(channel: Channel, states: dict[str, StockState]) -> None:
             )
 
 
+# --- writing state rows -------------------------------------------------------------------------------------------
+# Only rows whose figures changed are written. PostgreSQL takes them as arrays, one column each, in one
+# UPDATE … FROM unnest(…) per 5,000 rows; other databases (SQLite, the embedded default) through bulk_update.
+
+
+def _states_save(rows: list[StateRow], fields: list[str], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Write ``fields`` of each row to its StockState row."""
+    database = databases[using]
+    if database.vendor != "postgresql":
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            instances = [StockState(id=row.id, **{name: getattr(row, name) for name in fields}) for row in chunk]
+            StockState.objects.using(using).bulk_update(instances, fields, batch_size=500)
+        return
+    columns = [StockState._meta.get_field(name) for name in ["id", *fields]]
+    assignments = ", ".join(f"{column.column} = v.{column.column}" for column in columns[1:])
+    typed_arrays = ", ".join(f"%s::{column.cast_db_type(database)}[]" for column in columns)
+    names = ", ".join(column.column for column in columns)
+    sql = (
+        f"UPDATE {StockState._meta.db_table} AS s SET {assignments} "
+        f"FROM unnest({typed_arrays}) AS v({names}) WHERE s.id = v.id"
+    )
+    with database.cursor() as cursor:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            values = [
+                [column.get_db_prep_save(getattr(row, column.attname), database) for row in chunk] for column in columns
+            ]
+            cursor.execute(sql, values)
+
+
+def _versions_move(rows: list[StateRow], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Record the master version of rows whose figures a newer reading left as they were (each row's
+    ``master_version``): one UPDATE per version, guarded so that a row a yet newer reading reached meanwhile keeps
+    its own."""
+    by_version: dict[datetime, list[int]] = defaultdict(list)
+    for row in rows:
+        by_version[row.master_version].append(row.id)
+    database = databases[using]
+    for version, ids in by_version.items():
+        if database.vendor == "postgresql":
+            with database.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {StockState._meta.db_table} SET master_version = %s "
+                    "WHERE id = ANY(%s) AND (master_version IS NULL OR master_version < %s)",
+                    [version, ids, version],
+                )
+            continue
+        older = Q(master_version__isnull=True) | Q(master_version__lt=version)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            StockState.objects.using(using).filter(older, pk__in=chunk).update(master_version=version)
+
+
+def _acknowledge(accepted: list[tuple[StateRow, int]], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Record what each channel accepted, as pushed at the row's master version — only where no newer push was
+    recorded meanwhile, so the late answer to an older push never marks a newer value as the channel's."""
+    now = timezone.now()
+    database = databases[using]
+    if database.vendor == "postgresql":
+        sql = (
+            f"UPDATE {StockState._meta.db_table} AS s SET pushed_value = v.value, pushed_version = v.version, "
+            "acknowledged_at = %s, channel_value = v.value, attempts = 0 "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::timestamp with time zone[]) AS v(id, value, version) "
+            "WHERE s.id = v.id AND (s.pushed_version IS NULL OR s.pushed_version <= v.version)"
+        )
+        with database.cursor() as cursor:
+            for start in range(0, len(accepted), ROWS_PER_STATEMENT):
+                chunk = accepted[start : start + ROWS_PER_STATEMENT]
+                ids, values, versions = zip(*((row.id, value, row.master_version) for row, value in chunk), strict=True)
+                cursor.execute(sql, [now, list(ids), list(values), list(versions)])
+        return
+    by_value: dict[tuple, list[int]] = defaultdict(list)
+    for row, value in accepted:
+        by_value[(value, row.master_version)].append(row.id)
+    for (value, version), all_ids in by_value.items():
+        newer_not_there = Q(pushed_version__isnull=True) | Q(pushed_version__lte=version)
+        for start in range(0, len(all_ids), 500):
+            ids = all_ids[start : start + 500]
+            StockState.objects.using(using).filter(newer_not_there, pk__in=ids).update(
+                pushed_value=value, pushed_version=version, acknowledged_at=now, channel_value=value, attempts=0
+            )
+
+
 # --- writers: one per kind of channel ----------------------------------------------------------------------------
 
 
 class Writer:
     """Speaks one channel's stock API through its connector. A run stops writing when its time budget is spent
-    (the riskiest changes went first); what is left stays pending for the next run."""
+    (the riskiest changes went first); what is left stays pending for the next run. ``catalogue`` is how many
+    SKUs the run covers when it covers the whole catalogue (0 for a run about some SKUs)."""
 
     system = ""
 
-    def __init__(self, channel: Channel, deadline: float) -> None:
+    def __init__(self, channel: Channel, deadline: float, *, catalogue: int = 0) -> None:
         self.channel = channel
-        self.calls = 0
         self.deadline = deadline
+        self.catalogue = catalogue
 
     @property
     def out_of_time(self) -> bool:
@@ -466,40 +606,64 @@ class Writer:
         """{centra sku: the channel's code} for the SKUs the channel knows; the rest are unmapped."""
         return skus_mapped(system=self.system, centra_skus=skus)
 
-    def write(self, states: list[StockState], codes: dict[str, str]):
+    def write(self, states: list[StateRow], codes: dict[str, str]):
         """Send each state's ATS; returns ([(state, value accepted)], [(state, error)])."""
         raise NotImplementedError
 
-    def read_actual(self, states: dict[str, StockState]) -> int:
+    def read_actual(self, states: dict[str, StateRow]) -> int:
         """Record what the channel shows now; mark drifted pairs for a push. Returns how many drifted."""
         raise NotImplementedError
 
-    def _drifted(self, states: dict[str, StockState], actual: dict[str, int]) -> int:
-        drifted = []
-        for sku, value in actual.items():
+    def _record_actual(self, states: dict[str, StateRow], shown: Iterable[tuple[str, int]]) -> int:
+        """Record what the channel shows, (sku, quantity) by (sku, quantity); a pair that no longer shows what we
+        pushed is pushed again. Writes the rows that changed; returns how many drifted."""
+        changed, drifted = [], 0
+        for sku, value in shown:
             state = states.get(sku)
             if state is None:
                 continue
+            drift = state.pushed_value is not None and value != state.pushed_value
+            if value == state.channel_value and not drift:
+                continue
             state.channel_value = value
-            if state.pushed_value is not None and value != state.pushed_value:
+            if drift:
                 state.pushed_value = None  # push it again: the channel no longer shows what we sent
-                drifted.append(state)
-        StockState.objects.bulk_update(list(states.values()), ["channel_value", "pushed_value"], batch_size=2000)
-        return len(drifted)
+                drifted += 1
+            changed.append(state)
+        _states_save(changed, ["channel_value", "pushed_value"])
+        return drifted
 
 
 class CentraWriter(Writer):
     system = System.CENTRA
 
+    def __init__(self, channel: Channel, deadline: float, *, catalogue: int = 0) -> None:
+        super().__init__(channel, deadline, catalogue=catalogue)
+        # Sizes a full run read with the channel's stock and will push: writing them asks Centra nothing more.
+        self.sizes: dict[str, SizeStock] = {}
+
     def codes_for(self, skus: list[str]) -> dict[str, str]:
         return {sku: sku for sku in skus}  # Centra's SKUs are the keys
 
-    def _sizes(self, skus: list[str]):
-        self.calls += (len(skus) + 199) // 200
-        return connections.centra().sizes_by_sku(skus, warehouse_id=settings.STOCK_CENTRA_WAREHOUSE_ID)
+    def _listing(self) -> Iterable[SizeStock]:
+        """Every size with its stock in the channel's warehouse: 200 products, each with all its sizes, a query."""
+        return connections.centra().sizes(warehouse_id=settings.STOCK_CENTRA_WAREHOUSE_ID, page_size=centra.MAX_PAGE)
+
+    def _sizes_for(self, skus: list[str]) -> dict[str, SizeStock]:
+        """The sizes of ``skus`` (variant, name, what Centra has allocated), in the fewest queries: 200 SKUs a
+        query or, asked about most of the catalogue, the listing of every product (a product has several sizes,
+        so that takes fewer). SKUs Centra does not have are left out."""
+        found = {sku: self.sizes[sku] for sku in skus if sku in self.sizes}
+        wanted = [sku for sku in skus if sku not in found]
+        if self.catalogue and len(wanted) * 2 > self.catalogue:
+            asked = set(wanted)
+            found |= {size.sku: size for size in self._listing() if size.sku in asked}
+        elif wanted:
+            found |= connections.centra().sizes_by_sku(wanted, warehouse_id=settings.STOCK_CENTRA_WAREHOUSE_ID)
+        return found
 
     def write(self, states, codes):
-        sizes = self._sizes([s.sku for s in states]) if states else {}
+        sizes = self._sizes_for([s.sku for s in states]) if states else {}
         accepted, refused = [], []
         known = [s for s in states if s.sku in sizes]
         refused += [
@@ -517,7 +681,6 @@ class CentraWriter(Writer):
                 StockLevel(sizes[s.sku].variant_id, sizes[s.sku].size_name, s.ats + sizes[s.sku].allocated)
                 for s in batch
             ]
-            self.calls += 1
             try:
                 connections.centra().set_stock(
                     warehouse_id=settings.STOCK_CENTRA_WAREHOUSE_ID, levels=levels, description="Switchyard stock sync"
@@ -529,31 +692,36 @@ class CentraWriter(Writer):
         return accepted, refused
 
     def read_actual(self, states):
-        sizes = self._sizes(list(states))
-        return self._drifted(states, {sku: size.free_to_allocate for sku, size in sizes.items()})
+        def shown():
+            for size in self._listing():
+                state = states.get(size.sku)
+                if state is None:
+                    continue
+                if state.needs_push or state.pushed_value != size.free_to_allocate:  # drifted: pushed again
+                    self.sizes[size.sku] = size
+                yield size.sku, size.free_to_allocate
+
+        return self._record_actual(states, shown())
 
 
 class VirtualstockWriter(Writer):
     system = System.VIRTUALSTOCK
 
-    def _product_ids(self, states: list[StockState], codes: dict[str, str]) -> dict[str, int]:
+    def _product_ids(self, states: list[StateRow], codes: dict[str, str]) -> dict[str, int]:
         """Virtualstock addresses stock by product id: learnt once per SKU and kept on the state."""
         client = connections.virtualstock()
         unknown = [s for s in states if not s.external_id]
         if len(unknown) > 50:  # cheaper to walk the catalogue (1,000 a call) than to ask one by one
-            by_code = {}
-            for product in client.products():
-                by_code[product.part_number] = product.id
-            self.calls += len(by_code) // 100 + 1
-            for state in unknown:
-                state.external_id = str(by_code.get(codes.get(state.sku, ""), "") or "")
+            by_code = {codes[state.sku]: state for state in unknown}
+            for product in client.products(page_size=virtualstock.MAX_PAGE):
+                state = by_code.get(product.part_number)
+                if state is not None and not state.external_id:
+                    state.external_id = str(product.id)
         else:
             for state in unknown:
-                self.calls += 1
                 found = next(iter(client.products(part_number=codes[state.sku])), None)
                 state.external_id = str(found.id) if found else ""
-        if unknown:
-            StockState.objects.bulk_update(unknown, ["external_id"], batch_size=2000)
+        _states_save([s for s in unknown if s.external_id], ["external_id"])
         return {s.sku: int(s.external_id) for s in states if s.external_id}
 
     def write(self, states, codes):
@@ -566,7 +734,6 @@ class VirtualstockWriter(Writer):
             if state.sku not in ids:
                 refused.append((state, MissingMapping(kind="sku", system=self.system, key={"code": codes[state.sku]})))
                 continue
-            self.calls += 1
             try:
                 client.set_stock(ids[state.sku], state.ats)
             except DataError as error:
@@ -576,18 +743,23 @@ class VirtualstockWriter(Writer):
         return accepted, refused
 
     def read_actual(self, states):
-        codes = self.codes_for(list(states))
-        by_code = {code: sku for sku, code in codes.items()}
-        actual = {}
-        for product in connections.virtualstock().products():
-            sku = by_code.get(product.part_number)
-            if sku and product.free_stock is not None:
-                actual[sku] = product.free_stock
+        by_code = {code: sku for sku, code in self.codes_for(list(states)).items()}
+        learnt = []
+
+        def shown():
+            for product in connections.virtualstock().products(page_size=virtualstock.MAX_PAGE):
+                sku = by_code.get(product.part_number)
+                if sku is None:
+                    continue
                 if not states[sku].external_id:
                     states[sku].external_id = str(product.id)
-        self.calls += len(actual) // 100 + 1
-        StockState.objects.bulk_update(list(states.values()), ["external_id"], batch_size=2000)
-        return self._drifted(states, actual)
+                    learnt.append(states[sku])
+                if product.free_stock is not None:
+                    yield sku, product.free_stock
+
+        drifted = self._record_actual(states, shown())
+        _states_save(learnt, ["external_id"])
+        return drifted
 
 
 class MarketplaceWriter(Writer):
@@ -598,7 +770,6 @@ class MarketplaceWriter(Writer):
         updates = [
             StockUpdate(sku=codes[s.sku], quantity=s.ats, updated_at=s.master_version or timezone.now()) for s in states
         ]
-        self.calls += (len(updates) + 499) // 500
         results = client.update_stock(updates) if updates else []
         accepted, refused = [], []
         for state, result in zip(states, results, strict=True):
@@ -626,13 +797,9 @@ class MarketplaceWriter(Writer):
         return accepted, refused
 
     def read_actual(self, states):
-        codes = self.codes_for(list(states))
-        by_code = {code: sku for sku, code in codes.items()}
-        actual = {
-            by_code[offer.sku]: offer.quantity for offer in connections.marketplace().offers() if offer.sku in by_code
-        }
-        self.calls += len(actual) // 500 + 1
-        return self._drifted(states, actual)
+        by_code = {code: sku for sku, code in self.codes_for(list(states)).items()}
+        offers = connections.marketplace().offers(page_size=MAX_OFFER_PAGE)
+        return self._record_actual(states, ((by_code[o.sku], o.quantity) for o in offers if o.sku in by_code))
 
 
 WRITERS = {System.CENTRA: CentraWriter, System.VIRTUALSTOCK: VirtualstockWriter, System.MARKETPLACE: MarketplaceWriter}

@@ -5,13 +5,24 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
 from exceptions.models import Status, SyncException
 from exceptions.services import exception_run_retry
 from mappings.models import Channel, SkuMapping, StockBuffer
-from syncs.flows.stock_push import FLOW, Reading, _push_channel, stock_push_run
+from syncs.flows.stock_push import (
+    FLOW,
+    Reading,
+    _acknowledge,
+    _push_channel,
+    _state_rows,
+    _states_by_sku,
+    _states_save,
+    _versions_move,
+    stock_push_run,
+)
 from syncs.models import StockState
 
 SKUS = {"TEE100BLKS": 10, "TEE100BLKM": 4, "TEE100BLKL": 25}
@@ -353,3 +364,164 @@ def test_a_targeted_run_does_not_clear_a_held_zero_out(stock):
     stock_push_run()
     stock_push_run(skus=["TEE100BLKS"])
     assert SyncException.objects.filter(kind="stock_push_held", status=Status.OPEN).count() == 3
+
+
+# --- what a run writes, and what it counts ---------------------------------------------------------------------
+
+
+def row_locations(channel: Channel) -> dict[str, str]:
+    """Where each of the channel's state rows lies in its table: PostgreSQL writes a row anew, somewhere else, on
+    every UPDATE, even of a value to itself — so a location that did not change is a row that was not written."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT sku, ctid::text FROM {StockState._meta.db_table} WHERE channel_id = %s", [channel.pk])
+        return dict(cursor.fetchall())
+
+
+def readings_as_recorded(channel: Channel) -> dict[str, Reading]:
+    """The readings the channel's states already hold: reading them again changes nothing."""
+    return {
+        state.sku: Reading(state.sku, state.master_on_hand, state.master_statuses, state.master_version)
+        for state in StockState.objects.filter(channel=channel)
+    }
+
+
+def test_a_run_writes_only_the_state_rows_whose_figures_changed(stock):
+    stock_push_run()
+    channel = Channel.objects.get(code="zalando")
+    readings = readings_as_recorded(channel)
+    before = row_locations(channel)
+    later = readings["TEE100BLKM"].version + timedelta(minutes=1)
+    readings["TEE100BLKM"] = Reading("TEE100BLKM", 3, readings["TEE100BLKM"].statuses, later)
+    outcome = _push_channel(channel, readings, set(), full=False, approve_zero_out=False)
+    assert outcome["pushed"] == 1
+    after = row_locations(channel)
+    assert {sku for sku in before if before[sku] != after[sku]} == {"TEE100BLKM"}
+    state = StockState.objects.get(channel=channel, sku="TEE100BLKM")
+    assert (state.master_on_hand, state.ats, state.pushed_value, state.master_version) == (3, 3, 3, later)
+
+
+def test_a_newer_reading_with_the_same_figures_only_moves_the_master_version(stock):
+    stock_push_run()
+    channel = Channel.objects.get(code="zalando")
+    pushed = {state.sku: state for state in StockState.objects.filter(channel=channel)}
+    later = timezone.now() + timedelta(minutes=1)
+    readings = {sku: Reading(sku, r.on_hand, r.statuses, later) for sku, r in readings_as_recorded(channel).items()}
+    requests.post(f"{stock('marketplace').url}/_sandbox/calls/clear", timeout=5)
+    outcome = _push_channel(channel, readings, set(), full=False, approve_zero_out=False)
+    assert (outcome["changed"], outcome["api_calls"]) == (0, 0)
+    for state in StockState.objects.filter(channel=channel):
+        before = pushed[state.sku]
+        assert state.master_version == later
+        assert (state.master_on_hand, state.ats, state.pushed_value, state.pushed_version) == (
+            before.master_on_hand,
+            before.ats,
+            before.pushed_value,
+            before.pushed_version,  # nothing was pushed again
+        )
+    assert stock("marketplace").operations() == []
+
+
+def test_moving_the_master_version_never_takes_it_backwards(stock):
+    stock_push_run()
+    channel = Channel.objects.get(code="centra")
+    row = _states_by_sku(channel, ["TEE100BLKS"])["TEE100BLKS"]
+    recorded = row.master_version
+    row.master_version = recorded - timedelta(minutes=5)  # a run that read the master before the one recorded
+    _versions_move([row])
+    assert StockState.objects.get(pk=row.id).master_version == recorded
+    row.master_version = recorded + timedelta(minutes=5)
+    _versions_move([row])
+    assert StockState.objects.get(pk=row.id).master_version == recorded + timedelta(minutes=5)
+
+
+def test_the_late_answer_to_an_older_push_never_marks_a_newer_value_acknowledged(stock):
+    stock_push_run()
+    channel = Channel.objects.get(code="john-lewis")
+    row = _states_by_sku(channel, ["TEE100BLKS"])["TEE100BLKS"]
+    recorded = StockState.objects.get(pk=row.id)
+    row.master_version = recorded.pushed_version - timedelta(minutes=5)
+    _acknowledge([(row, 99)])
+    state = StockState.objects.get(pk=row.id)
+    assert (state.pushed_value, state.pushed_version, state.channel_value) == (10, recorded.pushed_version, 10)
+    row.master_version = recorded.pushed_version + timedelta(minutes=5)
+    _acknowledge([(row, 8)])
+    state = StockState.objects.get(pk=row.id)
+    assert (state.pushed_value, state.pushed_version, state.channel_value) == (8, row.master_version, 8)
+
+
+def test_a_full_run_writes_only_the_rows_that_drifted_or_learnt_an_id(stock):
+    stock_push_run()
+    market, retailer = Channel.objects.get(code="zalando"), Channel.objects.get(code="john-lewis")
+    StockState.objects.filter(channel=retailer, sku="TEE100BLKL").update(external_id="")
+    requests.post(
+        f"{stock('marketplace').url}/_sandbox/offer-edit", json={"sku": "TEE100BLKS", "quantity": 99}, timeout=5
+    )
+    before = {channel.code: row_locations(channel) for channel in (market, retailer)}
+    drifted = _push_channel(market, readings_as_recorded(market), set(), full=True, approve_zero_out=False)
+    learnt = _push_channel(retailer, readings_as_recorded(retailer), set(), full=True, approve_zero_out=False)
+    assert (drifted["drift"], drifted["pushed"], learnt["drift"], learnt["pushed"]) == (1, 1, 0, 0)
+    after = {channel.code: row_locations(channel) for channel in (market, retailer)}
+    assert {sku for sku, place in before["zalando"].items() if after["zalando"][sku] != place} == {"TEE100BLKS"}
+    assert {sku for sku, place in before["john-lewis"].items() if after["john-lewis"][sku] != place} == {"TEE100BLKL"}
+    assert StockState.objects.get(channel=retailer, sku="TEE100BLKL").external_id == "702"
+    assert on_channels(stock)["zalando"]["TEE100BLKS"] == 10  # repaired
+
+
+def test_the_run_counts_every_call_it_makes_as_the_systems_logged_them(stock):
+    stock_push_run()
+    fulfil_stock(stock, {"TEE100BLKM": 1})
+    for simulator in ("fulfil", "centra", "virtualstock", "marketplace"):
+        requests.post(f"{stock(simulator).url}/_sandbox/calls/clear", timeout=5)
+    summary = stock_push_run(full=True)
+    logged = {name: len(stock(name).calls()) for name in ("fulfil", "centra", "virtualstock", "marketplace")}
+    assert summary.api_calls == sum(logged.values())
+    assert {code: outcome["api_calls"] for code, outcome in summary.channels.items()} == {
+        "centra": logged["centra"],
+        "john-lewis": logged["virtualstock"],
+        "zalando": logged["marketplace"],
+    }
+    assert summary.pushed == 3 and logged["fulfil"] > 0
+
+
+@pytest.fixture
+def embedded_database(db, tmp_path):
+    """A second database on SQLite, as the embedded default runs, with the stock tables: the writers take their
+    portable path (bulk_update and guarded ORM updates) there. Made as a connection of its own, outside
+    settings.DATABASES, so no test database is created for it."""
+    from django.db import connections
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    alias = "embedded"
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "embedded.sqlite3")}
+    settings_dict = connections.configure_settings({**connections.settings, alias: sqlite})[alias]
+    connections[alias] = DatabaseWrapper(settings_dict, alias)
+    with connections[alias].schema_editor() as editor:
+        editor.create_model(Channel)
+        editor.create_model(StockState)
+    yield alias
+    connections[alias].close()
+    del connections[alias]
+
+
+def test_on_sqlite_the_writers_write_the_same_rows_with_the_same_guards(embedded_database):
+    using = embedded_database
+    [channel] = Channel.objects.using(using).bulk_create([Channel(code="centra", name="Centra", system="centra")])
+    read_at = timezone.now()
+    StockState.objects.using(using).bulk_create(
+        [StockState(channel=channel, sku=sku, master_version=read_at) for sku in ("A", "B", "C")]
+    )
+    rows = {row.sku: row for row in _state_rows(StockState.objects.using(using).order_by("sku"))}
+    rows["A"].master_on_hand, rows["A"].master_statuses, rows["A"].ats = 5, {"reserved": 1}, 4
+    _states_save([rows["A"]], ["master_on_hand", "master_statuses", "ats"], using=using)
+    rows["B"].master_version = read_at - timedelta(minutes=5)  # older than the one recorded: left alone
+    rows["C"].master_version = read_at + timedelta(minutes=5)
+    _versions_move([rows["B"], rows["C"]], using=using)
+    _acknowledge([(rows["A"], 4)], using=using)
+    rows["A"].master_version = read_at - timedelta(minutes=10)
+    _acknowledge([(rows["A"], 9)], using=using)  # the late answer to an older push
+    saved = {state.sku: state for state in StockState.objects.using(using).all()}
+    assert (saved["A"].master_on_hand, saved["A"].master_statuses, saved["A"].ats) == (5, {"reserved": 1}, 4)
+    assert (saved["A"].pushed_value, saved["A"].pushed_version, saved["A"].channel_value) == (4, read_at, 4)
+    assert saved["B"].master_version == read_at
+    assert saved["C"].master_version == read_at + timedelta(minutes=5)
+    assert (saved["B"].ats, saved["B"].pushed_value, saved["C"].pushed_value) == (0, None, None)
