@@ -46,6 +46,8 @@ from syncs.connectors.http import calls_counted
 from syncs.connectors.marketplace import MAX_OFFER_PAGE, StockUpdate
 from syncs.models import StockState
 from syncs.stock.ats import Buffer, available_to_sell, bundle_available
+from syncs.stock.in_flight import STATUS as IN_FLIGHT
+from syncs.stock.in_flight import units_in_flight
 
 FLOW = "stock_push"
 logger = logging.getLogger("switchyard.stock")
@@ -133,6 +135,10 @@ def read_master(skus: list[str] | None = None) -> dict[str, Reading]:
             readings[variant.sku] = Reading(variant.sku, variant.in_stock, {}, version)
     else:
         raise ValueError(f"STOCK_MASTER is {master!r}: it must be centra, fulfil or inventory_planner")
+    # Units sold and seen here but not yet recorded by the master count as sold (syncs.stock.in_flight).
+    for sku, units in units_in_flight(skus).items():
+        if sku in readings:
+            readings[sku].statuses[IN_FLIGHT] = units
     return readings
 
 
@@ -232,7 +238,7 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
         status
         for reading in readings.values()
         for status, qty in reading.statuses.items()
-        if qty and status.lower() not in rules
+        if qty and status.lower() not in rules and status != IN_FLIGHT
     }
     for status in sorted(unknown):
         failure_record(
@@ -245,7 +251,7 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
             context={"all": True},
         )
     known = {status.lower() for status, subtract in rules.items() if subtract}
-    return known | {f"unknown:{status}" for status in unknown}
+    return known | {IN_FLIGHT} | {f"unknown:{status}" for status in unknown}
 
 
 def _push_channel(

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from mappings.models import System
+from mappings.models import BundleComponent, System
 from syncs.models import Link, UnitsInFlight
 
 STATUS = "in_flight"  # the name of the subtraction in the available-to-sell breakdown
@@ -28,12 +28,28 @@ HELD_STATES = ["processing", "done"]  # Fulfil sale states in which the sale's m
 
 
 def units_in_flight_record(link: Link, quantities: Mapping[str, int]) -> None:
-    """Say which units an order holds (Centra SKU → quantity), replacing what it held before."""
-    wanted = {sku: int(quantity) for sku, quantity in quantities.items() if int(quantity) > 0}
+    """Say which units an order holds (Centra SKU → quantity), replacing what it held before. A bundle holds its
+    components: the stock master knows only those."""
+    wanted: dict[str, int] = {}
+    components = _bundle_components([sku for sku, quantity in quantities.items() if int(quantity) > 0])
+    for sku, quantity in quantities.items():
+        for component, per_unit in components.get(sku, [(sku, 1)]):
+            if int(quantity) > 0:
+                wanted[component] = wanted.get(component, 0) + int(quantity) * per_unit
     with transaction.atomic():
         UnitsInFlight.objects.filter(link=link).exclude(sku__in=list(wanted)).delete()
         for sku, quantity in wanted.items():
             UnitsInFlight.objects.update_or_create(link=link, sku=sku, defaults={"quantity": quantity})
+
+
+def _bundle_components(skus: list[str]) -> dict[str, list[tuple[str, int]]]:
+    rows = BundleComponent.objects.filter(bundle__bundle_sku__in=skus).values_list(
+        "bundle__bundle_sku", "component_sku", "quantity"
+    )
+    found: dict[str, list[tuple[str, int]]] = {}
+    for bundle, component, quantity in rows:
+        found.setdefault(bundle, []).append((component, quantity))
+    return found
 
 
 def _not_yet_at_master() -> Q:

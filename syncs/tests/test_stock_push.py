@@ -525,3 +525,27 @@ def test_on_sqlite_the_writers_write_the_same_rows_with_the_same_guards(embedded
     assert saved["B"].master_version == read_at
     assert saved["C"].master_version == read_at + timedelta(minutes=5)
     assert (saved["B"].ats, saved["B"].pushed_value, saved["C"].pushed_value) == (0, None, None)
+
+
+def test_units_of_an_order_seen_but_not_yet_at_the_master_are_off_every_channel_until_it_has_them(stock):
+    from syncs.models import Link
+    from syncs.stock.in_flight import units_in_flight_record
+
+    stock_push_run(full=True)
+    before = on_channels(stock)
+    order = Link.objects.create(kind=Link.Kind.ORDER, source_system="zalando", source_ref="Z-1")
+    units_in_flight_record(order, {"TEE100BLKS": 3})  # sold on Zalando; Fulfil does not know yet
+    stock_push_run(skus=["TEE100BLKS"])
+    after = on_channels(stock)
+    assert {channel: values["TEE100BLKS"] for channel, values in after.items()} == {
+        channel: values["TEE100BLKS"] - 3 for channel, values in before.items()
+    }
+    state = StockState.objects.get(channel__code="john-lewis", sku="TEE100BLKS")
+    assert state.master_statuses["in_flight"] == 3  # named in the breakdown
+    # Fulfil records the sale (its moves hold the units): they are no longer counted twice.
+    Link.objects.filter(pk=order.pk).update(exported_at=timezone.now(), detail={"sale_state": "processing"})
+    reserve_in_fulfil(3)
+    stock_push_run(skus=["TEE100BLKS"])
+    assert {channel: values["TEE100BLKS"] for channel, values in on_channels(stock).items()} == {
+        channel: values["TEE100BLKS"] - 3 for channel, values in before.items()
+    }
