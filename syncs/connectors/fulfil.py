@@ -60,7 +60,17 @@ SALE_FIELDS = [
     "shipments",
     "shipment_returns",
 ]
-SALE_LINE_FIELDS = ["sale", "type", "product", "product.code", "description", "quantity", "unit_price", "amount"]
+SALE_LINE_FIELDS = [
+    "sale",
+    "type",
+    "product",
+    "product.code",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "channel_identifier",
+]
 SHIPMENT_FIELDS = [
     "number",
     "state",
@@ -167,6 +177,7 @@ class SaleLine:
     quantity: int  # negative on a credit
     unit_price: Decimal | None
     amount: Decimal | None
+    channel_identifier: str | None = None  # the source's own id for the line (a Centra order line id)
 
 
 @dataclass(frozen=True)
@@ -532,6 +543,17 @@ class FulfilClient:
         rows = self.search_read("sale.line", [["sale", "=", sale.id]], SALE_LINE_FIELDS)
         lines = tuple(_sale_line(row) for row in rows)
         return Sale(**{**{name: getattr(sale, name) for name in sale.__dataclass_fields__}, "lines": lines})
+
+    def sale_lines(self, line_ids: Iterable[int]) -> dict[int, SaleLine]:
+        """The sale lines with these ids, by id (a stock move's ``sale_line_id`` is its origin sale line); ids
+        Fulfil does not have are absent."""
+        ids = sorted(set(line_ids))
+        found: dict[int, SaleLine] = {}
+        for start in range(0, len(ids), MAX_PAGE):
+            domain = [["id", "in", ids[start : start + MAX_PAGE]]]
+            for row in self.search_read("sale.line", domain, SALE_LINE_FIELDS):
+                found[row["id"]] = _sale_line(row)
+        return found
 
     def create_sale(self, draft: SaleDraft) -> int:
         """Create the sale in draft: the customer's party is found by e-mail (or created), the addresses found
@@ -981,6 +1003,7 @@ def _sale_line(row: dict) -> SaleLine:
         quantity=int(_amount(row.get("quantity")) or 0),
         unit_price=_amount(row.get("unit_price")),
         amount=_amount(row.get("amount")),
+        channel_identifier=row.get("channel_identifier"),
     )
 
 

@@ -8,6 +8,19 @@ marketplace, report it there with the carrier translated to that system's code. 
 step as it is done, so a retry resumes where it stopped: Centra never gets a second shipment, the retailer never a
 second dispatch. A warning from Centra (a payment that could not be captured) becomes an exception for finance and
 never holds the parcel's tracking back. Once every unit of the order has shipped, the order's link says when.
+
+**Bundles.** A bundle Centra sold as one line reaches Fulfil as its components (order export), each Fulfil sale
+line carrying the Centra line's id as its ``channel_identifier``; a stock move's origin is its sale line, so each
+component that leaves is traced back to its bundle line. The bundle line ships in Centra — and is dispatched to the
+retailer or marketplace under the bundle SKU they sold — when the last component of a bundle unit leaves the
+warehouse, with that parcel's carrier and tracking number. Until then the parcels carrying some of the components
+are *held*: their link records the parts and says synced, and nothing is told to Centra or the source. A brand
+expects this: a customer told "your gift set has shipped" must be getting all of it, the retailer invoices the
+bundle SKU as one item, and Centra's order line cannot ship two thirds of a unit. The components count across every
+Fulfil shipment of the order (recorded on their links), against the units Centra already shows shipped, so neither
+the order the parcels are synced in nor a retry can ship a bundle unit twice. A sale line without Centra's line id
+(a sale made by hand) falls back to its SKU: the order's own line of that SKU, else the one bundle line that has it
+as a component.
 """
 
 from collections import Counter
@@ -15,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
 from exceptions.services import failure_record, object_succeeded
-from mappings.models import System
+from mappings.models import Bundle, System
 from mappings.services import MissingMapping, carrier_code_for, centra_sku_for, skus_for
 from syncs import connections
 from syncs.connectors.centra import Order as CentraOrder
@@ -34,13 +48,14 @@ from syncs.runs import RunCounter
 
 FLOW = "shipment_sync"
 
-SHIPPED, ALREADY_SYNCED, NOT_OURS = "shipped", "already synced", "not ours"
+SHIPPED, HELD, ALREADY_SYNCED, NOT_OURS = "shipped", "held", "already synced", "not ours"
 
 
 @dataclass
 class ShipmentSummary:
     examined: int = 0
     shipped: int = 0
+    held: int = 0  # parcels of bundle components whose bundle unit is not complete yet: nothing to tell Centra
     already_synced: int = 0
     skipped: int = 0  # shipments of sales Switchyard did not make (wholesale, entered by hand in Fulfil)
     failed: int = 0
@@ -90,6 +105,7 @@ def shipment_sync_run(*, counter: RunCounter | None = None) -> ShipmentSummary:
             summary.exception_ids.append(_record(shipment, error).pk)
         else:
             summary.shipped += int(outcome == SHIPPED)
+            summary.held += int(outcome == HELD)
             summary.already_synced += int(outcome == ALREADY_SYNCED)
             summary.skipped += int(outcome == NOT_OURS)
         if counter:
@@ -117,8 +133,9 @@ def _cursor() -> datetime:
 
 def shipment_sync_one(*, shipment: Shipment) -> str:
     """Bring one Fulfil shipment to Centra and to the order's source, resuming after the last step done. Returns
-    SHIPPED, ALREADY_SYNCED, or NOT_OURS for a sale Switchyard does not know. Raises MissingMapping (a SKU or
-    carrier), ShipmentDoesNotMatch, or the connectors' errors."""
+    SHIPPED, HELD (only parts of bundles whose units are not complete yet), ALREADY_SYNCED, or NOT_OURS for a sale
+    Switchyard does not know. Raises MissingMapping (a SKU or carrier), ShipmentDoesNotMatch, or the connectors'
+    errors."""
     order_link = _order_link_for(shipment)
     if order_link is None:
         return NOT_OURS
@@ -134,14 +151,14 @@ def shipment_sync_one(*, shipment: Shipment) -> str:
         link.refresh_from_db()
         if link.detail.get("synced_at"):  # another worker finished it while this one waited
             return ALREADY_SYNCED
-        quantities = _shipped_skus(shipment)
-        _centra_create(link, order_link, quantities)
-        _centra_complete(link, order_link, shipment)
-        _report_to_source(link, order_link, shipment, quantities)
+        _centra_create(link, order_link, shipment)
+        if link.centra_id:
+            _centra_complete(link, order_link, shipment)
+        _report_to_source(link, order_link, shipment, _source_skus(link, shipment))
         link_step_done(link, "synced_at")
         _mark_order_shipped(order_link)
     object_succeeded(flow=FLOW, object_ref=object_ref(shipment.id))
-    return SHIPPED
+    return SHIPPED if link.centra_id else HELD
 
 
 def _order_link_for(shipment: Shipment) -> Link | None:
@@ -166,7 +183,7 @@ def _digits(value) -> bool:
 
 
 def _shipped_skus(shipment: Shipment) -> dict[str, int]:
-    """Centra SKU → units that left the warehouse in this shipment."""
+    """Centra SKU → units that left the warehouse in this shipment, each component of a bundle as itself."""
     quantities: Counter[str] = Counter()
     for move in shipment.moves:
         if move.state == "cancelled" or move.quantity <= 0:
@@ -197,9 +214,11 @@ def _centra_order(order_link: Link) -> CentraOrder:
     return order
 
 
-def _centra_create(link: Link, order_link: Link, quantities: dict[str, int]) -> None:
-    """Create the Centra shipment of these units, once. The lines are recorded before Centra is asked, so when an
-    answer is lost the next attempt finds the shipment that did land instead of making a second one."""
+def _centra_create(link: Link, order_link: Link, shipment: Shipment) -> None:
+    """Create the Centra shipment of what this Fulfil shipment ships, once: its own lines' units and the bundle units
+    it completes. The lines are recorded before Centra is asked, so when an answer is lost the next attempt finds the
+    shipment that did land instead of making a second one. A parcel of bundle parts that completes no bundle unit
+    makes no Centra shipment: the link keeps the parts (``bundle_parts``) and no ``centra_id``."""
     if link.centra_id:
         return
     order = _centra_order(order_link)
@@ -211,9 +230,19 @@ def _centra_create(link: Link, order_link: Link, quantities: dict[str, int]) -> 
             link.created_in_target_at = timezone.now()
             link.save(update_fields=["centra_id", "created_in_target_at", "updated_at"])
             return
-    planned = _plan_centra_lines(order, quantities)
-    link.detail.update(centra_lines=planned, centra_known=[shipment.id for shipment in order.shipments])
+    goods = _shipped_goods(shipment, order)
+    planned = _plan_centra_lines(order, goods.skus)
+    bundle_planned, bundle_skus = _plan_bundle_lines(order, goods, _sibling_parts(order_link, link))
+    planned += bundle_planned
+    link.detail.update(
+        centra_lines=planned,
+        centra_known=[known.id for known in order.shipments],
+        bundle_parts=[[line_id, sku, units] for (line_id, sku), units in sorted(goods.parts.items())],
+        source_skus=dict(Counter(goods.skus) + bundle_skus),
+    )
     link.save(update_fields=["detail", "updated_at"])
+    if not planned:
+        return  # parts of bundles whose units are not complete: held until the rest leaves the warehouse
     capture = settings.CENTRA_CAPTURE_ON_SHIPMENT
     created, warnings = connections.centra().create_shipment(
         order_number=order.number, lines=[(line_id, quantity) for line_id, quantity in planned], capture=capture
@@ -243,12 +272,18 @@ def _landed(order: CentraOrder, planned: list, known: set[int], claimed: set[str
     return None
 
 
-def _plan_centra_lines(order: CentraOrder, quantities: dict[str, int]) -> list[list[int]]:
-    """[[order line id, quantity]] covering these units, line by line, from what is left to ship on each line."""
+def _in_shipments(order: CentraOrder) -> Counter[int]:
+    """Order line id → units already in the order's Centra shipments."""
     in_shipments: Counter[int] = Counter()
     for shipment in order.shipments:
         for line in shipment.lines:
             in_shipments[line.order_line_id] += line.quantity
+    return in_shipments
+
+
+def _plan_centra_lines(order: CentraOrder, quantities: dict[str, int]) -> list[list[int]]:
+    """[[order line id, quantity]] covering these units, line by line, from what is left to ship on each line."""
+    in_shipments = _in_shipments(order)
     planned = []
     for sku, quantity in quantities.items():
         left = quantity
@@ -265,6 +300,140 @@ def _plan_centra_lines(order: CentraOrder, quantities: dict[str, int]) -> list[l
                 operation="createShipment",
             )
     return planned
+
+
+# --- bundles ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleLine:
+    """A Centra order line sold as a bundle, which Fulfil ships as its components."""
+
+    line_id: int
+    sku: str
+    quantity: int  # bundle units ordered
+    components: dict[str, int]  # component Centra SKU → units of it in one bundle
+
+    def component(self, sku: str) -> str | None:
+        """The bundle's own spelling of component ``sku`` (compared without case), or None when it has no such
+        component."""
+        return next((name for name in self.components if name.lower() == sku.lower()), None)
+
+
+@dataclass
+class ShippedGoods:
+    """What left the warehouse in one Fulfil shipment, in Centra's terms."""
+
+    skus: Counter[str]  # Centra SKU → units, for the order's own lines
+    parts: Counter[tuple[int, str]]  # (bundle line id, component SKU) → units
+    bundles: dict[int, BundleLine]  # the order's bundle lines, by id
+
+
+def _bundle_lines(order: CentraOrder) -> dict[int, BundleLine]:
+    """The order's lines whose SKU is a bundle with components, by line id."""
+    skus = {line.sku.lower() for line in order.lines if line.quantity > 0}
+    bundles = {
+        bundle.bundle_sku.lower(): bundle
+        for bundle in Bundle.objects.alias(key=Lower("bundle_sku")).filter(key__in=skus).prefetch_related("components")
+    }
+    found = {}
+    for line in order.lines:
+        bundle = bundles.get(line.sku.lower())
+        components = {part.component_sku: part.quantity for part in bundle.components.all()} if bundle else {}
+        if components and line.quantity > 0:
+            found[line.id] = BundleLine(line.id, line.sku, line.quantity, components)
+    return found
+
+
+def _shipped_goods(shipment: Shipment, order: CentraOrder) -> ShippedGoods:
+    """Sort the units that left the warehouse between the order's own lines (by Centra SKU) and its bundle lines (by
+    the Centra line id the move's sale line carries). Raises ShipmentDoesNotMatch, MissingMapping."""
+    moves = [move for move in shipment.moves if move.state != "cancelled" and move.quantity > 0]
+    if any(not move.product_code for move in moves):
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number}: a move has no product code", system=System.FULFIL, operation="shipment"
+        )
+    if not moves:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} is done in Fulfil with no goods in it",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    bundles = _bundle_lines(order)
+    # A move's origin is its sale line, which names the Centra line; only a bundle needs it, so only then is it read.
+    sale_lines = (
+        connections.fulfil().sale_lines(move.sale_line_id for move in moves if move.sale_line_id) if bundles else {}
+    )
+    own_skus = {line.sku.lower() for line in order.lines if line.id not in bundles}
+    goods = ShippedGoods(skus=Counter(), parts=Counter(), bundles=bundles)
+    for move in moves:
+        sku = centra_sku_for(system=System.FULFIL, code=move.product_code)
+        sale_line = sale_lines.get(move.sale_line_id) if move.sale_line_id else None
+        bundle = _bundle_of(sku, sale_line.channel_identifier if sale_line else None, bundles, own_skus)
+        if bundle is None:
+            goods.skus[sku] += move.quantity
+        elif component := bundle.component(sku):
+            goods.parts[(bundle.line_id, component)] += move.quantity
+        else:
+            raise ShipmentDoesNotMatch(
+                f"Shipment {shipment.number} ships {sku} for Centra order {order.number}'s bundle {bundle.sku}, "
+                f"which has no such component: correct the bundle mapping or the sale",
+                system=System.FULFIL,
+                operation="shipment sync",
+            )
+    return goods
+
+
+def _bundle_of(
+    sku: str, centra_line: str | None, bundles: dict[int, BundleLine], own_skus: set[str]
+) -> BundleLine | None:
+    """The bundle line a unit of ``sku`` ships part of: the Centra line its sale line names, when that is a bundle.
+    A sale line that names no Centra line (a sale made by hand): the order's one bundle with this component, unless
+    the order has the SKU as a line of its own."""
+    if centra_line and centra_line.isdigit():
+        return bundles.get(int(centra_line))
+    if sku.lower() in own_skus:
+        return None
+    candidates = [bundle for bundle in bundles.values() if bundle.component(sku)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _sibling_parts(order_link: Link, link: Link) -> Counter[tuple[int, str]]:
+    """Bundle components the order's other Fulfil shipments carried, as their links recorded them."""
+    parts: Counter[tuple[int, str]] = Counter()
+    for detail in order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).values_list("detail", flat=True):
+        for line_id, sku, units in detail.get("bundle_parts") or []:
+            parts[(int(line_id), sku)] += int(units)
+    return parts
+
+
+def _plan_bundle_lines(
+    order: CentraOrder, goods: ShippedGoods, earlier: Counter[tuple[int, str]]
+) -> tuple[list[list[int]], Counter[str]]:
+    """[[bundle line id, units]] this shipment completes, and the same by bundle SKU. A bundle unit is complete once
+    every component of it has left the warehouse, counted over the order's Fulfil shipments (``earlier`` and this
+    one); units Centra already shows shipped are not shipped again. Raises ShipmentDoesNotMatch when more of a
+    component left than the line's bundles hold."""
+    in_shipments = _in_shipments(order)
+    planned: list[list[int]] = []
+    shipped: Counter[str] = Counter()
+    for line_id in sorted({line_id for line_id, _ in goods.parts}):
+        bundle = goods.bundles[line_id]
+        complete = bundle.quantity
+        for component, per_unit in bundle.components.items():
+            units = earlier[(line_id, component)] + goods.parts[(line_id, component)]
+            if units > per_unit * bundle.quantity:
+                raise ShipmentDoesNotMatch(
+                    f"Centra order {order.number} has {bundle.quantity} × bundle {bundle.sku}, so "
+                    f"{per_unit * bundle.quantity} unit(s) of {component}, but Fulfil has shipped {units}",
+                    system=System.CENTRA,
+                    operation="createShipment",
+                )
+            complete = min(complete, units // per_unit)
+        if (take := complete - in_shipments[line_id]) > 0:
+            planned.append([line_id, take])
+            shipped[bundle.sku] += take
+    return planned, shipped
 
 
 def _centra_complete(link: Link, order_link: Link, shipment: Shipment) -> None:
@@ -339,10 +508,19 @@ def _mark_order_shipped(order_link: Link) -> None:
 # --- the order's source -------------------------------------------------------------------------------------------
 
 
+def _source_skus(link: Link, shipment: Shipment) -> dict[str, int]:
+    """Centra SKU → units of the order's lines this shipment ships, a bundle under its own SKU, as planned for
+    Centra; for a shipment planned before bundles were traced, its moves as they are."""
+    if "source_skus" in link.detail:
+        return link.detail["source_skus"]
+    return _shipped_skus(shipment)
+
+
 def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantities: dict[str, int]) -> None:
-    """Tell the retailer (Virtualstock) or marketplace the order came from, with its own carrier code, once."""
+    """Tell the retailer (Virtualstock) or marketplace the order came from, with its own carrier code, once. A parcel
+    of held bundle parts has nothing to tell."""
     channel = order_link.channel
-    if channel is None or channel.system not in (System.VIRTUALSTOCK, System.MARKETPLACE):
+    if channel is None or channel.system not in (System.VIRTUALSTOCK, System.MARKETPLACE) or not quantities:
         return
     if link.detail.get("source_reported_at"):
         return

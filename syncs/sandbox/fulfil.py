@@ -381,7 +381,13 @@ class FulfilSimulator(Simulator):
         """A fresh Fulfil instance holds its company's reference data: currencies, countries, warehouses (MAIN and
         STORE, each with a storage zone), sale channels, carriers and taxes."""
         state = {
-            "config": {"max_page_size": MAX_PAGE, "send_retry_after": True, "process_on_confirm": True},
+            "config": {
+                "max_page_size": MAX_PAGE,
+                "send_retry_after": True,
+                "process_on_confirm": True,
+                # The warehouse splits every sale's customer shipment line by line (one parcel per line).
+                "shipment_per_line": False,
+            },
             "company_currency": "EUR",
             "next_id": dict(FIRST_ID),
             "sequences": {"sale.sale": 1000, "stock.shipment.out": 5000, "stock.shipment.out.return": 100},
@@ -1241,6 +1247,8 @@ class FulfilSimulator(Simulator):
                         "unit_price": line["unit_price"],
                     },
                 )
+        if self.state["config"].get("shipment_per_line"):
+            self._split_shipments(sale)
         self._announce_inventory({line["product"] for line in outgoing})
         self._sale_check_done(sale)
 

@@ -1,14 +1,16 @@
 """Shipment sync, Fulfil → Centra → Virtualstock or the marketplace, end to end against the sandbox over HTTP."""
 
 import time
+from decimal import Decimal
 
 import pytest
 from django.db import connection
 
 from exceptions.models import ExceptionEvent, Status, SyncException
-from mappings.models import CarrierMapping, Channel, SkuMapping
+from mappings.models import Bundle, BundleComponent, CarrierMapping, Channel, MarketMapping, SkuMapping
 from syncs import connections
 from syncs.connectors.errors import TransientError
+from syncs.flows.order_export import order_export_run
 from syncs.flows.shipment_sync import FLOW, shipment_sync_run
 from syncs.models import Link, SyncRun
 from syncs.runs import run_flow
@@ -313,6 +315,146 @@ def test_the_cursor_moves_on_only_with_a_successful_run_and_is_read_again_with_a
     # The shipment at the cursor is read again (the overlap) and found already synced: nothing is sent twice.
     assert (second.summary["examined"], second.summary["already_synced"]) == (1, 1)
     assert second.summary["cursor"] == first.summary["cursor"]
+
+
+# --- bundles ------------------------------------------------------------------------------------------------------
+
+GIFT_SET = {
+    "name": "Gift Set",
+    "productNumber": "GIFT",
+    "prices": {"3": "100.00"},
+    "variants": [{"name": "Set", "variantNumber": "SET", "sizes": [{"sizeNumber": "OS", "name": "OS"}]}],
+}
+HOODIE = {
+    "name": "Loopback Hoodie",
+    "productNumber": "HOOD200",
+    "prices": {"3": "50.00"},
+    "variants": [{"name": "Navy", "variantNumber": "NVY", "sizes": [{"sizeNumber": "M", "name": "M"}]}],
+}
+GIFT_SKU, COMPONENTS = "GIFTSETOS", ("TEE100BLKS", "TEE100BLKM", "HOOD200NVYM")
+GIFT_ORDER = 900002
+
+
+@pytest.fixture
+def gift_set(brand, db, settings):
+    """John Lewis orders one gift set — a bundle of an S tee, an M tee and a hoodie — through Virtualstock, as part
+    number JL-GIFT. The order is imported into Centra as one bundle line; ``gift_set()`` exports it to Fulfil, which
+    sells the three components (``parcel_per_line``: its warehouse sends each in a parcel of its own). Returns the
+    sale's id."""
+    settings.ORDER_EXPORT_STATUSES = ["CONFIRMED"]
+    settings.ORDER_EXPORT_SINCE = ""
+    brand("centra").seed(products=[GIFT_SET, HOODIE])
+    brand("fulfil").seed(products=[{"code": "HOOD200NVYM", "name": "Hoodie", "quantity_on_hand": 10}])
+    bundle = Bundle.objects.create(bundle_sku=GIFT_SKU, name="Gift set")
+    for sku, share in zip(COMPONENTS, ("25", "25", "50"), strict=True):
+        BundleComponent.objects.create(bundle=bundle, component_sku=sku, quantity=1, price_share=Decimal(share))
+    warehouse = next(warehouse.id for warehouse in connections.fulfil().warehouses() if warehouse.code == "MAIN")
+    MarketMapping.objects.create(
+        centra_store_id=1, centra_market_id=3, currency="GBP", fulfil_channel_id=2, fulfil_warehouse_id=warehouse
+    )
+    channel = Channel.objects.create(code="john-lewis", name="John Lewis", system="virtualstock", centra_market_id=3)
+    SkuMapping.objects.create(system="virtualstock", centra_sku=GIFT_SKU, external_code="JL-GIFT")
+    brand("centra").seed(
+        orders=[
+            {
+                "number": GIFT_ORDER,
+                "marketId": 3,
+                "status": "CONFIRMED",
+                "customer": {
+                    "email": "ada@example.com",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                    "address1": "1 Oxford St",
+                    "city": "London",
+                    "zipcode": "W1D 1AN",
+                    "country": "GB",
+                },
+                "lines": [{"sku": GIFT_SKU, "quantity": 1, "unitPrice": "100.00"}],
+            }
+        ]
+    )
+    brand("virtualstock").seed(
+        orders=[
+            {
+                "id": 200,
+                "order_reference": "JL-2",
+                "status": "ORDER_ACK",
+                "retailer": {"id": 245, "name": "John Lewis"},
+                "items": [{"part_number": "JL-GIFT", "line_reference": "2001", "quantity": 1, "total": "100.00"}],
+            }
+        ]
+    )
+    Link.objects.create(
+        kind=Link.Kind.ORDER,
+        source_system="john-lewis",
+        source_ref="JL-2",
+        source_id="200",
+        channel=channel,
+        centra_number=GIFT_ORDER,
+    )
+    dhl_express_for_virtualstock()
+
+    def export(*, parcel_per_line: bool = False) -> int:
+        brand("fulfil").seed(config={"shipment_per_line": parcel_per_line})
+        assert order_export_run().exported == 1
+        return connections.fulfil().sale_by_reference(str(GIFT_ORDER)).id
+
+    return export
+
+
+def gift_line_id(control) -> int:
+    [line] = control("centra").state()["orders"][str(GIFT_ORDER)]["lines"]
+    return line["id"]
+
+
+def gift_dispatches(control) -> list[tuple]:
+    """(part number, units, tracking number, carrier) of every dispatch Virtualstock has for the gift set order."""
+    items = control("virtualstock").state()["orders"]["200"]["items"]
+    return [
+        (item["part_number"], entry["quantity"], entry["tracking_number"], entry["carrier"])
+        for item in items
+        for entry in item.get("dispatches", [])
+    ]
+
+
+@pytest.mark.django_db
+def test_a_bundle_shipped_in_fulfil_as_its_components_reaches_centra_as_its_one_line(gift_set, brand):
+    sale_id = gift_set()
+    [shipment] = connections.fulfil().shipments_for_sale(sale_id)
+    assert sorted(move.product_code for move in shipment.moves) == sorted(COMPONENTS)
+    ship(shipment.id, "JD0100")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.held, summary.failed) == (1, 0, 0)
+    [centra_shipment] = centra_shipments(brand)
+    assert [(line["orderLineId"], line["quantity"]) for line in centra_shipment["lines"]] == [(gift_line_id(brand), 1)]
+    assert (centra_shipment["isShipped"], centra_shipment["trackingNumber"]) == (True, "JD0100")
+    assert brand("centra").state()["orders"][str(GIFT_ORDER)]["status"] == "SHIPPED"
+    # The retailer sold a gift set: it is told of a gift set, under its own part number.
+    assert gift_dispatches(brand) == [("JL-GIFT", 1, "JD0100", "dhl")]
+    assert Link.objects.get(kind=Link.Kind.ORDER, centra_number=GIFT_ORDER).shipped_at is not None
+
+
+@pytest.mark.django_db
+def test_a_bundle_split_over_parcels_ships_when_its_last_component_leaves(gift_set, brand):
+    parcels = shipments_by_sku(gift_set(parcel_per_line=True))
+    assert sorted(parcels) == sorted(COMPONENTS)
+    ship(parcels["TEE100BLKS"], "JD0201")
+    ship(parcels["HOOD200NVYM"], "JD0202")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.held, summary.failed) == (0, 2, 0)
+    assert centra_shipments(brand) == [] and gift_dispatches(brand) == []
+    assert "createShipment" not in brand("centra").operations()
+
+    ship(parcels["TEE100BLKM"], "JD0203")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.already_synced, summary.failed) == (1, 2, 0)
+    [centra_shipment] = centra_shipments(brand)
+    assert [(line["orderLineId"], line["quantity"]) for line in centra_shipment["lines"]] == [(gift_line_id(brand), 1)]
+    assert centra_shipment["trackingNumber"] == "JD0203"
+    assert gift_dispatches(brand) == [("JL-GIFT", 1, "JD0203", "dhl")]
+    assert brand("centra").state()["orders"][str(GIFT_ORDER)]["status"] == "SHIPPED"
+    assert shipment_sync_run().shipped == 0
+    assert brand("centra").operations().count("createShipment") == 1
 
 
 def wait_for(condition, seconds: float = 60) -> None:
