@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from urllib.parse import parse_qs
 
@@ -180,6 +181,11 @@ class Return:
     grand_total: Decimal
     lines: list[ReturnLine]
     refunds: list[Decimal]  # the refund payments it triggered
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Cancelled in Centra's back office: nothing of it is to be refunded or taken back."""
+        return self.status.upper() in ("CANCELLED", "CANCELED")
 
 
 @dataclass
@@ -580,21 +586,38 @@ class CentraClient:
         )
         return result.payload["return"]["id"]
 
-    def return_records(self) -> Iterator[Return]:
-        """Every return with its lines and what it refunds, page by page to the end."""
-        query = f"""query returns($limit: Int, $page: Int) {{
-          returns(limit: $limit, page: $page) {{ {RETURN_FIELDS} }} }}"""
+    def return_records(self, *, created_from: datetime | None = None) -> Iterator[Return]:
+        """Every return (created at or after ``created_from``, when given) with its lines and what it refunds, page
+        by page to the end. Centra's ``ReturnFilter`` has ``createdAt`` but no time of change: a return changed
+        since it was created is found by its id (``returns_by_id``)."""
+        query = f"""query returns($where: ReturnFilter, $limit: Int, $page: Int) {{
+          returns(where: $where, limit: $limit, page: $page) {{ {RETURN_FIELDS} }} }}"""
+        where = {"createdAt": {"from": created_from.isoformat()}} if created_from else {}
         page = 1
         while True:
-            rows = self.execute(query, {"limit": self.page_size, "page": page}, operation="returns")["returns"]
+            variables = {"where": where, "limit": self.page_size, "page": page}
+            rows = self.execute(query, variables, operation="returns")["returns"]
             yield from (_return(row) for row in rows)
             if len(rows) < self.page_size:
                 return
             page += 1
 
+    def returns_by_id(self, return_ids: Iterable[int]) -> dict[int, Return]:
+        """The returns with these ids, by id, MAX_PAGE a query (``where: {id: [...]}``); ids Centra does not have
+        are absent."""
+        query = f"""query returnsById($where: ReturnFilter, $limit: Int) {{
+          returns(where: $where, limit: $limit) {{ {RETURN_FIELDS} }} }}"""
+        ids = sorted(set(return_ids))
+        found: dict[int, Return] = {}
+        for start in range(0, len(ids), MAX_PAGE):
+            chunk = ids[start : start + MAX_PAGE]
+            rows = self.execute(query, {"where": {"id": chunk}, "limit": len(chunk)}, operation="returns")["returns"]
+            found.update((record.id, record) for record in map(_return, rows))
+        return found
+
     def return_record(self, return_id: int) -> Return | None:
-        """One return, or None. Found by paging: the returns query is not filtered here."""
-        return next((record for record in self.return_records() if record.id == return_id), None)
+        """One return, or None, asked for by its id."""
+        return self.returns_by_id([return_id]).get(return_id)
 
     def returns(self) -> Iterator[dict]:
         query = """query returns($limit: Int, $page: Int) { returns(limit: $limit, page: $page) {

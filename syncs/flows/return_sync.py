@@ -13,11 +13,25 @@ Two steps, each recorded on the return's link as it is done, so a retry resumes 
    Fulfil as the master the done return shipment is itself the stock-in; with Centra the units are delivered into
    Centra's warehouse (unless Centra put them back itself); Inventory Planner takes its stock from those systems.
    A failure here is operations' ``return_stock_in_failed``.
+
+**Reading Centra.** Each run reads the returns created since the newest one the last successful run read (less
+an overlap, so a return Centra wrote while that run read is not missed) — Centra's returns filter has ``createdAt``
+and no time of change — and then, by id and never by paging through every return, the returns Switchyard has not
+finished with (credited, the warehouse's inspection awaited). A retry from the queue asks Centra for its one return.
+
+**A return cancelled in Centra.** Nothing is posted for it, and nothing more is done with it. When its credit is
+already in Fulfil, the credit is cancelled there while Fulfil still allows it (draft, quotation, confirmed: no
+return shipment yet). Once the credit is processing — its return shipment made, perhaps received — only a person can
+take it back, so finance gets one ``refund_not_posted`` exception naming the credit, its amount and what happened to
+the goods; so they do when the marketplace was already told of the return. The money is never left silently wrong:
+a return Centra no longer has at all is handled the same way. The exception's retry checks again, and goes through
+once the credit is cancelled in Fulfil.
 """
 
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
@@ -34,16 +48,21 @@ from syncs.connectors.errors import DataError, RateLimited
 from syncs.connectors.fulfil import CreditLine
 from syncs.flows.stock_push import stock_push_run
 from syncs.links import link_step_done, order_lock
-from syncs.models import Link
+from syncs.models import Link, SyncRun
 from syncs.runs import RunCounter
 
 FLOW = "return_sync"
 MARKETPLACE_RETURN_REASON = "UNKNOWN"  # Centra's return carries no reason the marketplace's codes could name
+# Each run reads again the returns created in the last half hour before its cursor: a return Centra was writing while
+# the last run read is not missed. Reading a return already taken care of costs nothing.
+CURSOR_OVERLAP = timedelta(minutes=30)
+CREDIT_CANCELLABLE = ("draft", "quotation", "confirmed")  # no return shipment yet: Fulfil lets the credit go
 
-CREDITED, AWAITING_WAREHOUSE, STOCKED_IN, ALREADY_SYNCED, NOT_OURS = (
+CREDITED, AWAITING_WAREHOUSE, STOCKED_IN, CANCELLED, ALREADY_SYNCED, NOT_OURS = (
     "credited",
     "awaiting the warehouse",
     "stocked in",
+    "cancelled",
     "already synced",
     "not ours",
 )
@@ -55,16 +74,22 @@ class ReturnSummary:
     credited: int = 0
     awaiting_warehouse: int = 0  # credited; the warehouse has not finished inspecting the goods yet
     stocked_in: int = 0
+    cancelled: int = 0  # cancelled in Centra; a credit already posted was cancelled in Fulfil too
     already_synced: int = 0
     skipped: int = 0  # returns of orders Switchyard did not handle
     failed: int = 0
     exception_ids: list[int] = field(default_factory=list)
+    cursor: str | None = None  # the newest return's creation read: where the next run starts, less the overlap
 
 
 class RefundNotPosted(DataError):
     """The credit for a Centra refund could not be posted in Fulfil exactly."""
 
     exception_kind = "refund_not_posted"
+
+
+class CreditOfCancelledReturn(RefundNotPosted):
+    """Centra cancelled a return whose credit Fulfil has already posted, and only a person can take it back."""
 
 
 class StockInFailed(DataError):
@@ -81,27 +106,97 @@ def object_ref(return_id: int) -> str:
 
 
 def return_sync_run(*, counter: RunCounter | None = None) -> ReturnSummary:
-    """Take every Centra return one step further: credit it, then, once the warehouse is done with it, put its
-    stock back. Each return goes through or becomes an exception on its own."""
+    """Take every Centra return created since the last run, and every return Switchyard has not finished with, one
+    step further: credit it, then, once the warehouse is done with it, put its stock back; a cancelled one has its
+    credit taken back. Each return goes through or becomes an exception on its own. The cursor moves on only when a
+    whole run succeeds (run_flow keeps the summary); the first run reads every return."""
     summary = ReturnSummary()
-    for centra_return in connections.centra().return_records():
-        summary.examined += 1
-        failed_before = summary.failed
-        try:
-            outcome = return_sync_one(centra_return=centra_return)
-        except Exception as error:  # every failure of one return lands in the queue, whatever it is
-            summary.failed += 1
-            summary.exception_ids.append(_record(centra_return, error).pk)
-        else:
-            summary.credited += int(outcome == CREDITED)
-            summary.awaiting_warehouse += int(outcome in (CREDITED, AWAITING_WAREHOUSE))
-            summary.stocked_in += int(outcome == STOCKED_IN)
-            summary.already_synced += int(outcome == ALREADY_SYNCED)
-            summary.skipped += int(outcome == NOT_OURS)
-        if counter:
-            failed = summary.failed - failed_before
-            counter.add(examined=1, succeeded=1 - failed, failed=failed)
+    client = connections.centra()
+    cursor = _cursor()
+    summary.cursor = cursor.isoformat() if cursor else None
+    seen: set[int] = set()
+    for centra_return in client.return_records(created_from=cursor - CURSOR_OVERLAP if cursor else None):
+        seen.add(centra_return.id)
+        summary.cursor = _newest(summary.cursor, centra_return.created_at)
+        _sync_counted(summary, counter, centra_return=centra_return)
+    unfinished = _unfinished() - seen
+    found = client.returns_by_id(unfinished) if unfinished else {}
+    for return_id in sorted(unfinished):
+        if return_id in found:
+            _sync_counted(summary, counter, centra_return=found[return_id])
+        elif link := _return_link(return_id):
+            _sync_counted(summary, counter, gone=link)
     return summary
+
+
+def _sync_counted(
+    summary: ReturnSummary,
+    counter: RunCounter | None,
+    *,
+    centra_return: Return | None = None,
+    gone: Link | None = None,
+) -> None:
+    """Take one return (or the link of one Centra no longer has) as far as it goes; count what came of it."""
+    summary.examined += 1
+    try:
+        outcome = return_sync_one(centra_return=centra_return) if centra_return else _return_gone(link=gone)
+    except Exception as error:  # every failure of one return lands in the queue, whatever it is
+        summary.failed += 1
+        recorded = _record(centra_return, error) if centra_return else _record_gone(gone, error)
+        summary.exception_ids.append(recorded.pk)
+        if counter:
+            counter.add(examined=1, failed=1)
+        return
+    summary.credited += int(outcome == CREDITED)
+    summary.awaiting_warehouse += int(outcome in (CREDITED, AWAITING_WAREHOUSE))
+    summary.stocked_in += int(outcome == STOCKED_IN)
+    summary.cancelled += int(outcome == CANCELLED)
+    summary.already_synced += int(outcome == ALREADY_SYNCED)
+    summary.skipped += int(outcome == NOT_OURS)
+    if counter:
+        counter.add(examined=1, succeeded=1)
+
+
+def _cursor() -> datetime | None:
+    """The newest return's creation the last successful run read; None before the first one."""
+    last = (
+        SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED, summary__has_key="cursor")
+        .order_by("-started_at")
+        .values_list("summary", flat=True)
+        .first()
+    )
+    return _moment(last["cursor"]) if last and last.get("cursor") else None
+
+
+def _moment(text: str) -> datetime:
+    """A Centra timestamp as an aware datetime (one without an offset is UTC)."""
+    value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _newest(current: str | None, created_at: str) -> str:
+    if current is None or _moment(created_at) > _moment(current):
+        return _moment(created_at).isoformat()
+    return current
+
+
+def _unfinished() -> set[int]:
+    """The returns Switchyard has started and not finished: not stocked back, not cancelled."""
+    refs = (
+        Link.objects.filter(kind=Link.Kind.RETURN, source_system=System.CENTRA)
+        .exclude(detail__has_key="stock_pushed_at")
+        .exclude(detail__has_key="cancelled_at")
+        .values_list("source_ref", flat=True)
+    )
+    return {int(ref) for ref in refs if ref.isdigit()}
+
+
+def _return_link(return_id: int) -> Link | None:
+    return (
+        Link.objects.filter(kind=Link.Kind.RETURN, source_system=System.CENTRA, source_ref=str(return_id))
+        .select_related("order")
+        .first()
+    )
 
 
 # --- one return ---------------------------------------------------------------------------------------------------
@@ -109,11 +204,16 @@ def return_sync_run(*, counter: RunCounter | None = None) -> ReturnSummary:
 
 def return_sync_one(*, centra_return: Return) -> str:
     """Take one Centra return as far as it can go now. Returns CREDITED (the credit was posted now and the goods
-    are awaited), AWAITING_WAREHOUSE, STOCKED_IN, ALREADY_SYNCED, or NOT_OURS for an order Switchyard does not
-    know. Raises RefundNotPosted, StockInFailed, MissingMapping, or the connectors' errors."""
+    are awaited), AWAITING_WAREHOUSE, STOCKED_IN, CANCELLED (cancelled in Centra, and so is any credit it had),
+    ALREADY_SYNCED, or NOT_OURS for an order Switchyard does not know. Raises RefundNotPosted (CreditOfCancelledReturn
+    among them), StockInFailed, MissingMapping, or the connectors' errors."""
     order_link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=centra_return.order_number).first()
     if order_link is None:
         return NOT_OURS
+    if centra_return.is_cancelled:
+        link = _return_link(centra_return.id)
+        why = f"Centra return {centra_return.id} of order {centra_return.order_number} was cancelled in Centra"
+        return _cancelled(link, why) if link else CANCELLED  # no link: nothing of it was ever posted
     link, _ = Link.objects.get_or_create(
         kind=Link.Kind.RETURN,
         source_system=System.CENTRA,
@@ -153,6 +253,73 @@ def _failing_as(error_class: type[DataError]):
             operation=error.operation,
             exchange=error.exchange,
         ) from error
+
+
+# --- a cancelled return ------------------------------------------------------------------------------------------
+
+
+def _cancelled(link: Link, why: str) -> str:
+    """Stop a return Centra cancelled (``why`` says how) and take back its credit where Fulfil still allows it.
+    Returns CANCELLED, or ALREADY_SYNCED when that was done before. Raises CreditOfCancelledReturn when the credit
+    stands in Fulfil, or the marketplace was told of the return: a person must put it right."""
+    if link.detail.get("cancel_settled_at"):
+        return ALREADY_SYNCED
+    order_link = link.order
+    with order_lock(order_link):
+        link.refresh_from_db()
+        if not link.detail.get("cancelled_at"):
+            link_step_done(link, "cancelled_at")  # no further step is taken for it, and no run reads it again
+        fulfil = connections.fulfil()
+        credit = _credit_of(link, fulfil)
+        standing = credit is not None and credit.state != "cancelled"
+        if standing and credit.state in CREDIT_CANCELLABLE:
+            fulfil.cancel_sale(credit.id)
+            link_step_done(link, "credit_cancelled_at")
+            standing = False
+        if standing or link.detail.get("marketplace_reported_at"):
+            raise CreditOfCancelledReturn(
+                _what_stands(link, credit if standing else None, why),
+                system=System.FULFIL,
+                operation="sale.sale.cancel",
+            )
+        link_step_done(link, "cancel_settled_at")
+    object_succeeded(flow=FLOW, object_ref=object_ref(int(link.source_ref)))
+    return CANCELLED
+
+
+def _credit_of(link: Link, fulfil):
+    """The credit Fulfil holds for the return: the link's, or one an earlier attempt made whose answer was lost."""
+    if link.fulfil_id:
+        return fulfil.sale(link.fulfil_id)
+    existing = fulfil.sale_by_reference(f"centra-return-{link.source_ref}")
+    order_sale = link.order.fulfil_id if link.order else None
+    return existing if existing is not None and existing.origin_sale_id == order_sale else None
+
+
+def _what_stands(link: Link, credit, why: str) -> str:
+    """What finance must put right for a cancelled return, in plain words."""
+    parts = [why + "."]
+    if credit is not None:
+        amount = f"{link.detail.get('refund', abs(credit.total_amount or 0))} {link.detail.get('currency', '')}"
+        parts.append(
+            f"Fulfil's credit {credit.number or credit.id} (sale id {credit.id}) for {amount.strip()} is already "
+            f"{credit.state} and cannot be cancelled from here: cancel it in Fulfil with its return shipment, or post "
+            "the charge that undoes it, then retry this."
+        )
+    if link.detail.get("stocked_in_at"):
+        parts.append("The warehouse had already taken the returned units back into stock.")
+    if link.detail.get("marketplace_reported_at"):
+        parts.append(
+            "The marketplace was told of the return"
+            + (f" ({link.detail['marketplace_return_id']})" if link.detail.get("marketplace_return_id") else "")
+            + ": tell it the return is cancelled, so it does not refund the customer."
+        )
+    return " ".join(parts)
+
+
+def _return_gone(*, link: Link) -> str:
+    """A return Switchyard started that Centra no longer has: handled as a cancelled one."""
+    return _cancelled(link, f"Centra no longer has return {link.source_ref} of order {link.order.centra_number}")
 
 
 # --- step 1: the credit -------------------------------------------------------------------------------------------
@@ -384,38 +551,64 @@ def _units(quantities: dict[str, int]) -> str:
 
 
 def _record(centra_return: Return, error: BaseException):
-    number = centra_return.order_number
+    return _failure(
+        error,
+        return_id=centra_return.id,
+        order_number=centra_return.order_number,
+        value=centra_return.grand_total,
+        currency=centra_return.currency,
+    )
+
+
+def _record_gone(link: Link, error: BaseException):
+    """A failure with a return Centra no longer has: what the link knows of it."""
+    refund = link.detail.get("refund")
+    return _failure(
+        error,
+        return_id=int(link.source_ref),
+        order_number=link.order.centra_number,
+        value=Decimal(refund) if refund else None,
+        currency=link.detail.get("currency", ""),
+    )
+
+
+def _failure(error: BaseException, *, return_id: int, order_number: int, value: Decimal | None, currency: str):
     if isinstance(error, MissingMapping):
-        title = f"Return {centra_return.id} of order {number} waits for a mapping: {error.message}"
+        title = f"Return {return_id} of order {order_number} waits for a mapping: {error.message}"
+    elif isinstance(error, CreditOfCancelledReturn):
+        title = f"Return {return_id} (order {order_number}) was cancelled in Centra, but its credit stands in Fulfil"
     elif isinstance(error, RefundNotPosted):
-        title = f"Refund of return {centra_return.id} (order {number}) not posted to Fulfil"
+        title = f"Refund of return {return_id} (order {order_number}) not posted to Fulfil"
     elif isinstance(error, StockInFailed):
-        title = f"Stock of return {centra_return.id} (order {number}) not booked back in"
+        title = f"Stock of return {return_id} (order {order_number}) not booked back in"
     else:
-        title = f"Return {centra_return.id} of order {number} could not be synced"
-    order_link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=number).first()
+        title = f"Return {return_id} of order {order_number} could not be synced"
+    order_link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=order_number).first()
     return failure_record(
         flow=FLOW,
         object_type="return",
-        object_ref=object_ref(centra_return.id),
+        object_ref=object_ref(return_id),
         error=error,
         title=title,
         system=getattr(error, "system", "") or System.CENTRA,
-        value=centra_return.grand_total,
-        currency=centra_return.currency,
-        refs=[str(number), str(centra_return.id), order_link.source_ref if order_link else ""],
-        context={"return_id": centra_return.id, "order_number": number},
+        value=value,
+        currency=currency,
+        refs=[str(order_number), str(return_id), order_link.source_ref if order_link else ""],
+        context={"return_id": return_id, "order_number": order_number},
     )
 
 
 def retry(exception) -> None:
-    """Re-run one return through the flow (the exception queue calls this)."""
-    centra_return = connections.centra().return_record(exception.context["return_id"])
-    if centra_return is None:
-        raise DataError(
-            f"Centra has no return {exception.context['return_id']} any more", system=System.CENTRA, operation="returns"
-        )
-    return_sync_one(centra_return=centra_return)
+    """Re-run one return through the flow (the exception queue calls this), asking Centra for that return alone."""
+    return_id = exception.context["return_id"]
+    centra_return = connections.centra().return_record(return_id)
+    if centra_return is not None:
+        return_sync_one(centra_return=centra_return)
+        return
+    link = _return_link(return_id)
+    if link is None:
+        raise DataError(f"Centra has no return {return_id} any more", system=System.CENTRA, operation="returns")
+    _return_gone(link=link)
 
 
 register_retry_handler(FLOW, retry)

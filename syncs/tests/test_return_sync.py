@@ -4,6 +4,7 @@ sandbox over HTTP."""
 from decimal import Decimal
 
 import pytest
+import requests
 
 from exceptions.models import Status, SyncException
 from exceptions.services import exception_run_retry
@@ -11,6 +12,7 @@ from mappings.models import Channel, SkuMapping
 from syncs import connections
 from syncs.flows.return_sync import FLOW, return_sync_run
 from syncs.models import Link
+from syncs.runs import run_flow
 
 SMALL, MEDIUM = "TEE100BLKS", "TEE100BLKM"
 TEE = {
@@ -77,18 +79,46 @@ def brand(connected, control, settings, db):
 
 def shipped_and_one_small_returned(*, return_cost: str | None = "2.50") -> int:
     """Ship the whole order in Centra; the customer sends back one S and pays a return cost. The return's id."""
+    return returned(shipped(), SMALL, return_cost=return_cost)
+
+
+def shipped():
+    """Ship the whole order in Centra; the shipment."""
     client = connections.centra()
     order = client.order(1000)
     shipment, _ = client.create_shipment(order_number=1000, lines=[(line.id, line.quantity) for line in order.lines])
     client.complete_shipment(shipment_id=shipment.id, carrier="DHL", service="Express", tracking_number="JD1")
-    small = next(line for line in shipment.lines if line.order_line_id == order.lines[0].id)
+    return shipment
+
+
+def returned(shipment, sku: str, *, return_cost: str | None = None) -> int:
+    """The customer sends back one unit of ``sku`` from the shipment (paying a return cost). The return's id."""
+    client = connections.centra()
+    line_id = next(line.id for line in client.order(1000).lines if line.sku == sku)
+    shipment_line = next(line for line in shipment.lines if line.order_line_id == line_id)
     return client.create_return(
         shipment_id=shipment.id,
-        lines=[(small.id, 1)],
+        lines=[(shipment_line.id, 1)],
         release_to_stock=False,
         return_cost=Decimal(return_cost) if return_cost else None,
         currency="GBP",
     )
+
+
+def centra_clock(control, *, hours: float) -> None:
+    """Set Centra's clock ``hours`` from now for what it makes next (negative: in the past)."""
+    url = f"{control('centra').url}/_sandbox/clock"
+    requests.post(url, json={"offset_seconds": hours * 3600}, timeout=10).raise_for_status()
+
+
+def cancelled_in_centra(control, return_id: int) -> None:
+    """Someone in Centra's back office cancels the return."""
+    url = f"{control('centra').url}/_sandbox/cancel-return"
+    requests.post(url, json={"id": return_id}, timeout=10).raise_for_status()
+
+
+def forget_calls(control, system: str) -> None:
+    requests.post(f"{control(system).url}/_sandbox/calls/clear", timeout=10).raise_for_status()
 
 
 def credits() -> list:
@@ -206,8 +236,77 @@ def test_a_refund_for_an_order_not_in_fulfil_is_refund_not_posted_until_it_is(br
 
     Link.objects.filter(pk=order_link.pk).update(fulfil_id=sale_id)
     SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    forget_calls(brand, "centra")
     assert exception_run_retry(exception_id=exception.pk) is True
     assert [credit.total_amount for credit in credits()] == [Decimal("-17.49")]
+    # The retry asked Centra for its one return, without paging through the others.
+    assert "returns" not in brand("centra").operations()
+    assert brand("centra").operations().count("returnsById") == 1
+
+
+def test_a_run_reads_the_returns_made_since_the_last_and_the_unfinished_ones_by_id(brand):
+    connections.centra().page_size = 2
+    shipment = shipped()
+    centra_clock(brand, hours=-3)  # two returns registered three hours ago
+    returned(shipment, SMALL)
+    returned(shipment, SMALL)
+    centra_clock(brand, hours=0)
+    returned(shipment, MEDIUM)
+    first = run_flow(flow=FLOW, action=return_sync_run, trigger="test")
+    assert (first.summary["examined"], first.summary["credited"]) == (3, 3)
+    assert brand("centra").operations().count("returns") == 2  # every return: two pages of two
+
+    forget_calls(brand, "centra")
+    second = run_flow(flow=FLOW, action=return_sync_run, trigger="test")
+    assert (second.summary["examined"], second.summary["credited"], second.summary["awaiting_warehouse"]) == (3, 0, 3)
+    # Nothing new: one page (the newest return, read again for the overlap), and the two older returns, still
+    # awaited from the warehouse, asked for by their ids.
+    assert brand("centra").operations().count("returns") == 1
+    assert brand("centra").operations().count("returnsById") == 1
+    assert second.summary["cursor"] == first.summary["cursor"]
+    assert len(credit_ids()) == 3
+
+
+def test_a_return_cancelled_before_it_was_read_posts_nothing(brand):
+    return_id = shipped_and_one_small_returned()
+    cancelled_in_centra(brand, return_id)
+    summary = return_sync_run()
+    assert (summary.cancelled, summary.credited, summary.failed) == (1, 0, 0)
+    assert credit_ids() == []
+
+
+def test_a_return_cancelled_while_its_credit_can_still_go_has_the_credit_cancelled(brand):
+    brand("fulfil").seed(config={"process_on_confirm": False})  # a confirmed credit waits for the warehouse to plan
+    return_id = shipped_and_one_small_returned()
+    return_sync_run()
+    [credit] = credits()
+    assert credit.state == "confirmed"
+    cancelled_in_centra(brand, return_id)
+    summary = return_sync_run()
+    assert (summary.cancelled, summary.failed) == (1, 0)
+    assert connections.fulfil().sale(credit.id).state == "cancelled"
+    assert not SyncException.objects.exists()
+    assert return_sync_run().already_synced == 1
+
+
+def test_a_return_cancelled_after_its_credit_was_posted_is_put_to_finance_naming_the_credit(brand):
+    return_id = shipped_and_one_small_returned()
+    return_sync_run()
+    [credit] = credits()
+    assert credit.state == "processing"  # its return shipment is made: Fulfil will not let it go
+    cancelled_in_centra(brand, return_id)
+    summary = return_sync_run()
+    assert (summary.cancelled, summary.failed) == (0, 1)
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.team, exception.value) == ("refund_not_posted", "finance", Decimal("17.490"))
+    assert f"credit {credit.number} (sale id {credit.id}) for 17.49 GBP is already processing" in exception.message
+    assert "cancelled in Centra" in exception.title
+    # Nothing was undone behind finance's back, and the return goes no further.
+    assert connections.fulfil().sale(credit.id).state == "processing"
+    link = Link.objects.get(kind=Link.Kind.RETURN)
+    assert "cancelled_at" in link.detail and "cancel_settled_at" not in link.detail
+    return_sync_run()
+    assert SyncException.objects.filter(flow=FLOW).count() == 1
 
 
 def test_a_return_of_a_marketplace_order_is_reported_there_once(brand):

@@ -216,6 +216,23 @@ def q_events(sim, info, where=None, limit=100):
     return rows[: max(1, min(limit, 500))]
 
 
+def q_returns(sim, info, where=None, limit=20, page=1):
+    """Returns in the order they were made, filtered as Centra's ``ReturnFilter`` filters them."""
+    simulator, where = _sim(info), where or {}
+    rows = sorted(simulator.state["returns"].values(), key=lambda record: record["id"])
+    checks = [
+        ("id", lambda r, v: r["id"] in v),
+        ("orderNumber", lambda r, v: r["orderNumber"] in v),
+        ("shipmentId", lambda r, v: r["shipmentId"] in v),
+        ("storeId", lambda r, v: simulator.state["orders"][str(r["orderNumber"])]["storeId"] in v),
+        ("createdAt", lambda r, v: _in_range(r["createdAt"], v)),
+    ]
+    for key, check in checks:
+        if where.get(key) is not None:
+            rows = [record for record in rows if check(record, where[key])]
+    return _page(rows, limit, page)
+
+
 # Mutations
 
 
@@ -720,7 +737,7 @@ RESOLVERS = {
         {**p, "currency": CURRENCIES[p["currency"]]} for p in _sim(i).state["pricelists"].values()
     ],
     "Query.shipments": lambda s, i, limit=20, page=1: _page(list(_sim(i).state["shipments"].values()), limit, page),
-    "Query.returns": lambda s, i, limit=20, page=1: _page(list(_sim(i).state["returns"].values()), limit, page),
+    "Query.returns": q_returns,
     "Query.events": q_events,
     "Query.eventListeners": q_event_listeners,
     "Query.rateLimits": q_rate_limits,

@@ -26,7 +26,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from syncs.sandbox.centra.resolvers import SCHEMA, resolve_field
-from syncs.sandbox.centra.values import dec, now_iso
+from syncs.sandbox.centra.values import CLOCK, dec, now_iso
 from syncs.sandbox.core import Simulator, Window, json_response
 from syncs.sandbox.world import MARKETS, STORES, WAREHOUSES, generate
 
@@ -96,6 +96,7 @@ class CentraSimulator(Simulator):
     def reset(self) -> None:
         super().reset()
         self.buckets = {key: Window(*limits) for key, limits in BUCKETS.items()}
+        CLOCK["offset_seconds"] = 0.0
 
     # --- routes, auth, limits -----------------------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class CentraSimulator(Simulator):
             Rule("/api/order/orders", endpoint="rest_orders", methods=["GET"]),
             Rule("/api/order/return", endpoint="rest_create_return", methods=["POST"]),
             Rule("/api/order/returns/<int:return_id>", endpoint="rest_update_return", methods=["PUT"]),
+            # Someone in Centra's back office cancels a return; Centra's clock is set back to make history.
+            Rule("/_sandbox/cancel-return", endpoint="control_cancel_return", methods=["POST"]),
+            Rule("/_sandbox/clock", endpoint="control_clock", methods=["POST"]),
             # The payment provider's side, played through the control API: a pending capture settles.
             Rule("/_sandbox/capture", endpoint="control_capture", methods=["POST"]),
         ]
@@ -600,6 +604,40 @@ class CentraSimulator(Simulator):
             order["updatedAt"] = now_iso()
             self._event("Order", "UPDATED", order["number"], order)
             return json_response({"number": order["number"], "captured": True})
+
+    def control_cancel_return(self, request: Request) -> Response:
+        """Someone in Centra's back office cancels a return not completed yet (``{"id": <return id>}``): its status
+        becomes CANCELLED, its units can be returned again, and the change is announced (a Return UPDATED event and
+        webhook). A completed return cannot be cancelled: 409."""
+        body = request.get_json(silent=True) or {}
+        with self.lock:
+            record = self.state["returns"].get(str(body.get("id")))
+            if record is None:
+                return json_response({"error": f"no return {body.get('id')}"}, 404)
+            if record["status"] == "COMPLETED":
+                return json_response({"error": f"return {record['id']} is completed: it cannot be cancelled"}, 409)
+            if record["status"] != "CANCELLED":
+                record["status"] = "CANCELLED"
+                shipment = self.state["shipments"][str(record["shipmentId"])]
+                order = self.state["orders"][str(record["orderNumber"])]
+                for line in record["lines"]:
+                    shipment_line = next(s for s in shipment["lines"] if s["id"] == line["shipmentLineId"])
+                    shipment_line["returned"] = shipment_line.get("returned", 0) - line["quantity"]
+                    order_line = next(o for o in order["lines"] if o["id"] == shipment_line["orderLineId"])
+                    order_line["returnedQuantity"] -= line["quantity"]
+                self._event("Return", "UPDATED", record["id"], order)
+            return json_response({"id": record["id"], "status": record["status"]})
+
+    def control_clock(self, request: Request) -> Response:
+        """Set how far Centra's clock is from the machine's (``{"offset_seconds": -7200}``: two hours behind); what
+        it makes from then on (orders, shipments, returns) is stamped by it. ``0`` (or a reset) puts it right."""
+        body = request.get_json(silent=True) or {}
+        try:
+            offset = float(body.get("offset_seconds", 0))
+        except (TypeError, ValueError):
+            return json_response({"error": 'Send {"offset_seconds": <number>}.'}, 400)
+        CLOCK["offset_seconds"] = offset
+        return json_response({"offset_seconds": offset, "now": now_iso()})
 
     def rest_create_return(self, request: Request) -> Response:
         return json_response({"status": "no", "msg": "Use createReturn in the Integration API."}, 400)

@@ -1,6 +1,6 @@
 """Values shared by the Centra simulator's parts: currencies, money as Centra shows it, timestamps."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 CURRENCIES = {
@@ -13,8 +13,13 @@ COUNTRIES = {"SE": "Sweden", "DE": "Germany", "GB": "United Kingdom", "US": "Uni
 # Buckets of a fresh instance: (type, interval) -> (quota, seconds).
 
 
+# How far Centra's clock is from the machine's (the control API's ``clock``): history can be made in the past.
+CLOCK = {"offset_seconds": 0.0}
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+    moment = datetime.now(UTC) + timedelta(seconds=CLOCK["offset_seconds"])
+    return moment.astimezone().isoformat(timespec="seconds")
 
 
 def dec(value) -> Decimal:
