@@ -15,4 +15,5 @@ urlpatterns = [
     path("<int:pk>/ignore/", views.ignore, name="ignore"),
     path("<int:pk>/assign/", views.assign, name="assign"),
     path("<int:pk>/mapping/", views.create_mapping, name="create_mapping"),
+    path("<int:pk>/reassert/", views.reassert, name="reassert"),
 ]

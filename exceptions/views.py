@@ -38,7 +38,7 @@ from exceptions.forms import (
 )
 from exceptions.kinds import CUSTOMER, DATA, KINDS, MONEY, PLUMBING, STOCK, TEAMS
 from exceptions.mapping_changes import blocked_by
-from exceptions.models import ACTIVE, SyncException
+from exceptions.models import ACTIVE, Status, SyncException
 from exceptions.selectors import QueueFilters, count_capped, exception_detail, exception_queue, queue_page
 from exceptions.services import (
     actable,
@@ -47,6 +47,7 @@ from exceptions.services import (
     exception_ignore,
     exception_resolve,
     exception_retry,
+    exception_run_retry,
     exceptions_bulk_close,
     exceptions_bulk_retry,
 )
@@ -232,6 +233,7 @@ def _render_detail(request: HttpRequest, exception: SyncException, **forms) -> H
         "assign_form": forms.pop("assign_form", None)
         or AssignForm(initial={"team": "", "assignee": exception.assignee_id}),
         "mapping_name": mapping_model._meta.verbose_name if mapping_model else "",
+        "differences": drift_differences(exception),
         "mapping_form": (forms.pop("mapping_form", None) or missing_mapping_form(exception))
         if may_add_mapping
         else None,
@@ -338,6 +340,62 @@ def create_mapping(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Mapping created; {waiting_label} being retried.")
             return redirect("exceptions:detail", pk=pk)
     return _render_detail(request, exception, mapping_form=form)
+
+
+# --- a value changed outside Centra ------------------------------------------------------------------------------
+
+DRIFT = "attribute_drift"
+
+
+def drift_differences(exception: SyncException) -> list[dict]:
+    """For an attribute_drift exception, each field the channel shows differently: {field, centra, channel}, the
+    values as text for people to read; empty for any other kind."""
+    if exception.kind != DRIFT:
+        return []
+    return [
+        {
+            "field": str(difference.get("field", "")),
+            "centra": _as_text(difference.get("centra")),
+            "channel": _as_text(difference.get("channel")),
+        }
+        for difference in exception.context.get("differences") or []
+        if isinstance(difference, dict)
+    ]
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return "\n".join(str(item) for item in value) or "(none)"
+    if isinstance(value, dict):
+        return "\n".join(f"{key}: {item}" for key, item in value.items()) or "(none)"
+    return str(value) if value != "" else "(empty)"
+
+
+@require_POST
+def reassert(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send Centra's value to the channel again, now, and resolve the exception once the channel reads back the
+    same. The retry is asked for in the actor's name (the timeline says who) and run here rather than by a worker:
+    the person who clicked sees what the channel now shows."""
+    exception = _exception(pk)
+    if exception.kind != DRIFT:
+        raise Http404("Only a value changed outside Centra can be re-asserted.")
+    try:
+        exception_retry(exception=exception, actor=request.user)
+    except ValidationError as error:
+        return _render_detail(request, exception, error=_message(error))
+    if exception_run_retry(exception_id=exception.pk):
+        messages.success(request, "Centra's value was sent again and the channel now shows it.")
+        return redirect("exceptions:detail", pk=pk)
+    exception.refresh_from_db()
+    if exception.status == Status.RESOLVED:  # it moved on to another problem, which the note names
+        messages.error(request, f"Centra's value could not be sent. {exception.resolution_note}")
+    elif exception.status == Status.RETRYING:
+        messages.info(request, "A worker is re-asserting it already: look again in a moment.")
+    else:
+        messages.error(request, "Centra's value was sent again, but the channel still shows something else.")
+    return redirect("exceptions:detail", pk=pk)
 
 
 # --- links to the object in each system ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-from django.core.serializers.json import DjangoJSONEncoder
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -218,3 +218,28 @@ class OrderReconciliation(models.Model):
         names = ["centra_orders", "centra_value", "fulfil_sales", "fulfil_value", "centra_refunds", "refund_value"]
         names += ["fulfil_credits", "credit_value"]
         return {name: str(getattr(self, name)) for name in names} | {"differences": len(self.differences)}
+
+
+class ProductState(models.Model):
+    """What Switchyard last sent of one SKU's product content (title, copy, images, attributes, price) to one channel,
+    and whether the channel accepted it — so a product Centra has not changed costs no call — and what the channel
+    showed when last read back, to notice an edit made there."""
+
+    channel = models.ForeignKey("mappings.Channel", on_delete=models.CASCADE, related_name="product_states")
+    sku = models.CharField(max_length=100, help_text="Centra SKU.")
+    product_number = models.CharField(max_length=100)
+    external_code = models.CharField(max_length=100, help_text="The SKU's code on the channel.")
+    external_id = models.CharField(max_length=100, blank=True, help_text="The item's id in the channel's API.")
+    content_hash = models.CharField(max_length=64, help_text="Of the values sent.")
+    sent_values = models.JSONField(default=dict, blank=True, help_text="Centra's values as last sent.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True, help_text="When the channel accepted them.")
+    channel_values = models.JSONField(default=dict, blank=True, help_text="What the channel showed when last read.")
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "sku"], name="product_state_once")]
+        indexes = [models.Index(fields=["channel", "external_code"])]
+
+    def __str__(self) -> str:
+        return f"{self.sku} on {self.channel_id}"

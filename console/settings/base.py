@@ -326,6 +326,24 @@ STOCK_IN_FLIGHT_MAX_HOURS = env.int("STOCK_IN_FLIGHT_MAX_HOURS", default=24)
 # Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.
 STOCK_FULL_RECONCILE_MINUTES = env.int("STOCK_FULL_RECONCILE_MINUTES", default=360)
 
+# --- Product sync -------------------------------------------------------------------------------------------------
+# Centra is the master of titles, copy, images, attributes and prices; product_sync sends them to each Virtualstock
+# and marketplace channel. The Centra attributes each target requires (and is sent), by channel code or by system:
+# "marketplace=material|care,john-lewis=material". A product missing one of them is not sent to that channel.
+PRODUCT_SYNC_REQUIRED_ATTRIBUTES = {
+    target: [name.strip() for name in names.split("|") if name.strip()]
+    for target, names in env.dict("PRODUCT_SYNC_REQUIRED_ATTRIBUTES", default={"marketplace": "material"}).items()
+}
+# The Centra pricelist whose prices each channel gets, by channel code: "john-lewis=3,marketplace=2". A channel not
+# named gets the pricelist with the id of its Centra market (how the sandbox lays them out: one per market).
+PRODUCT_SYNC_PRICELISTS = {
+    code: int(pricelist) for code, pricelist in env.dict("PRODUCT_SYNC_PRICELISTS", default={}).items()
+}
+# Each run reads the Centra products changed since the newest change it last saw, less this overlap; a full sweep
+# (every product, and a read-back of every channel for edits made there) runs when this many hours have passed.
+PRODUCT_SYNC_OVERLAP_MINUTES = env.int("PRODUCT_SYNC_OVERLAP_MINUTES", default=10)
+PRODUCT_SYNC_FULL_SWEEP_HOURS = env.int("PRODUCT_SYNC_FULL_SWEEP_HOURS", default=24)
+
 # --- Shipments and returns ----------------------------------------------------------------------------------------
 # Shipment sync reads Fulfil's shipments done since its cursor (Fulfil's newest change it has seen), starting this
 # much earlier, so a shipment committed late with an earlier write date is never skipped; the first run looks back

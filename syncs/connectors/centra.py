@@ -188,6 +188,50 @@ class Return:
         return self.status.upper() in ("CANCELLED", "CANCELED")
 
 
+@dataclass(frozen=True)
+class VariantPrice:
+    """A variant's price in one pricelist, in that pricelist's currency, as Centra sells it."""
+
+    pricelist_id: int
+    price: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class ContentSize:
+    sku: str
+    ean: str | None
+    size_name: str
+
+
+@dataclass(frozen=True)
+class ContentVariant:
+    id: int
+    name: str
+    variant_number: str
+    prices: dict[int, VariantPrice]  # by pricelist id
+    sizes: list[ContentSize]
+
+
+@dataclass(frozen=True)
+class ProductContent:
+    """A product as it is presented for sale: its name, the copy of its (first) display, its images in order, its
+    custom attributes (attribute name -> the values of its elements, joined) and its variants' prices and sizes."""
+
+    id: int
+    product_number: str
+    name: str
+    status: str
+    updated_at: str
+    description: str
+    short_description: str
+    meta_title: str
+    meta_description: str
+    images: list[str]
+    attributes: dict[str, str]
+    variants: list[ContentVariant]
+
+
 @dataclass
 class MutationResult:
     payload: dict
@@ -691,6 +735,54 @@ class CentraClient:
         numbers = answer.get("orders") or [answer.get("order")]
         return int(numbers[0])
 
+    # --- product content (the product sync) ----------------------------------------------------------------------
+
+    def product_content(
+        self,
+        *,
+        updated_since: str | None = None,
+        product_numbers: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[ProductContent]:
+        """Every product (changed at or after ``updated_since``, an ISO 8601 moment, or those of
+        ``product_numbers``) with its copy, images, attributes, and its variants' sizes and prices in every
+        pricelist: page by page, ``page_size`` products a page (the client's page size unless given; at most
+        MAX_PAGE)."""
+        size_of_page = max(1, min(page_size or self.page_size, MAX_PAGE))
+        query = f"""query productContent($where: ProductFilter, $limit: Int, $page: Int) {{
+          products(where: $where, sort: [id_ASC], limit: $limit, page: $page) {{
+            id name status productNumber updatedAt
+            displays {{ description shortDescription metaTitle metaDescription }}
+            media {{ source(sizeName: "standard") {{ url mimeType }} }}
+            attributes {{
+              type {{ name }}
+              elements {{
+                key kind
+                ... on AttributeStringElement {{ value }}
+                ... on AttributeChoiceElement {{ selectedValue selectedValueName }}
+              }}
+            }}
+            variants {{
+              id name variantNumber
+              prices {{ pricelist {{ id }} price {{ {MONEY} }} }}
+              productSizes {{ SKU EAN description }}
+            }}
+          }} }}"""
+        where: dict = {}
+        if updated_since:
+            where["updatedAt"] = {"from": updated_since}
+        if product_numbers:
+            where["productNumber"] = product_numbers
+        page = 1
+        while True:
+            products = self.execute(query, {"where": where, "limit": size_of_page, "page": page}, operation="products")[
+                "products"
+            ]
+            yield from (_product_content(row) for row in products)
+            if len(products) < size_of_page:
+                return
+            page += 1
+
     # --- events -------------------------------------------------------------------------------------------------
 
     def listen_for(self, object_types: list[str]) -> None:
@@ -895,6 +987,55 @@ def _return(row: dict) -> Return:
     except (KeyError, TypeError) as error:
         raise TransientError(
             f"a return in an unexpected shape ({error!r})", system=SYSTEM, operation="returns"
+        ) from None
+
+
+def _product_content(row: dict) -> ProductContent:
+    try:
+        display = (row.get("displays") or [{}])[0]
+        attributes: dict[str, str] = {}
+        for attribute in row.get("attributes") or []:
+            values = [
+                str(element.get("value") if "value" in element else element.get("selectedValueName") or "")
+                for element in attribute["elements"]
+            ]
+            name = attribute["type"]["name"]
+            joined = ", ".join(value for value in values if value)
+            attributes[name] = f"{attributes[name]}, {joined}" if attributes.get(name) else joined
+        return ProductContent(
+            id=row["id"],
+            product_number=row["productNumber"],
+            name=row["name"],
+            status=row["status"],
+            updated_at=row["updatedAt"],
+            description=display.get("description") or "",
+            short_description=display.get("shortDescription") or "",
+            meta_title=display.get("metaTitle") or "",
+            meta_description=display.get("metaDescription") or "",
+            images=[media["source"]["url"] for media in row.get("media") or [] if media.get("source")],
+            attributes=attributes,
+            variants=[
+                ContentVariant(
+                    id=variant["id"],
+                    name=variant["name"],
+                    variant_number=variant["variantNumber"],
+                    prices={
+                        entry["pricelist"]["id"]: VariantPrice(
+                            entry["pricelist"]["id"], _money(entry["price"]), entry["price"]["currency"]["code"]
+                        )
+                        for entry in variant.get("prices") or []
+                    },
+                    sizes=[
+                        ContentSize(size["SKU"], size.get("EAN"), size.get("description") or "")
+                        for size in variant["productSizes"]
+                    ],
+                )
+                for variant in row["variants"]
+            ],
+        )
+    except (KeyError, TypeError, IndexError) as error:
+        raise TransientError(
+            f"a product in an unexpected shape ({error!r})", system=SYSTEM, operation="products"
         ) from None
 
 

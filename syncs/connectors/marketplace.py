@@ -156,6 +156,34 @@ class Offer:
     updated_at: datetime | None
     stock_updated_at: datetime | None
     raw: dict = field(repr=False, compare=False)
+    description: str = ""
+    images: tuple[str, ...] = ()
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContentUpdate:
+    """A SKU's product content: sent fields replace the marketplace's (``None`` leaves one as it is)."""
+
+    sku: str
+    title: str | None = None
+    description: str | None = None
+    images: tuple[str, ...] | None = None
+    attributes: dict | None = None
+
+
+@dataclass(frozen=True)
+class ContentResult:
+    """``UPDATED``, or ``REJECTED`` with the marketplace's codes and messages (one per problem)."""
+
+    sku: str
+    status: str
+    error_codes: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "REJECTED"
 
 
 @dataclass(frozen=True)
@@ -220,6 +248,14 @@ class MarketplaceAdapter(Protocol):
         ...
 
     def offers(self) -> Iterator[Offer]: ...
+
+    def offers_updated_since(self, since: datetime) -> Iterator[Offer]:
+        """Every offer changed at or after ``since``, by us or on the marketplace."""
+        ...
+
+    def update_content(self, updates: Iterable[ContentUpdate]) -> list[ContentResult]:
+        """Send product content (title, description, images, attributes); one result per update, in order."""
+        ...
 
     def carriers(self) -> list[Carrier]: ...
 
@@ -558,9 +594,59 @@ class GenericMarketplaceClient:
                 updated_at=_moment(raw.get("updated_at")),
                 stock_updated_at=_moment(raw.get("stock_updated_at")),
                 raw=raw,
+                description=raw.get("description") or "",
+                images=tuple(raw.get("images") or ()),
+                attributes=dict(raw.get("attributes") or {}),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise self._shape_error("offers_list", error) from None
+
+    def offers_updated_since(self, since: datetime) -> Iterator[Offer]:
+        """Every offer changed at or after ``since`` (a price or content we sent, or an edit made on the
+        marketplace), every page; the cursor carries the filter."""
+        params: dict = {"updated_since": _iso(since), "limit": MAX_OFFER_PAGE}
+        while True:
+            page = self._json("GET", "/offers", "offers_list", params=params)
+            if not isinstance(page, dict) or not isinstance(page.get("offers"), list):
+                raise TransientError("an offer listing without offers", system=SYSTEM, operation="offers_list")
+            for raw in page["offers"]:
+                yield self._offer(raw)
+            if not page.get("next_cursor"):
+                return
+            params = {"cursor": page["next_cursor"]}
+
+    def update_content(self, updates: Iterable[ContentUpdate]) -> list[ContentResult]:
+        """Set the product content of offers (``PUT /products``), in calls of at most 500. Absolute values, so
+        repeating is harmless. One result per update, in order; an unknown SKU or a bad field is REJECTED with
+        every problem while the rest apply."""
+        items = []
+        for update in updates:
+            item: dict = {"sku": update.sku}
+            if update.title is not None:
+                item["title"] = update.title
+            if update.description is not None:
+                item["description"] = update.description
+            if update.images is not None:
+                item["images"] = list(update.images)
+            if update.attributes is not None:
+                item["attributes"] = dict(update.attributes)
+            items.append(item)
+        results = []
+        for item, result in self._batches("/products", "products_update", items):
+            errors = result.get("errors") or []
+            results.append(
+                ContentResult(
+                    sku=item["sku"],
+                    status=result.get("status", "REJECTED"),
+                    error_codes=tuple(str(error.get("code") or "UNKNOWN") for error in errors),
+                    messages=tuple(
+                        f"{error.get('code', 'UNKNOWN')}: {error.get('message', '')}"
+                        + (f" ({error['field']})" if error.get("field") else "")
+                        for error in errors
+                    ),
+                )
+            )
+        return results
 
 
 def _problems(response: requests.Response) -> list[tuple[str, str]]:

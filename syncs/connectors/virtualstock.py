@@ -394,6 +394,27 @@ class VirtualstockClient:
             idempotent=True,
         )
 
+    def update_product(self, product_id: int, data: dict) -> Product:
+        """Change fields of one product's retailer data (``PATCH /api/v4/products/<id>/``): only those sent
+        change. Absolute values, so repeating it is harmless. Returns the product as Virtualstock now holds it.
+        Raises DataError with every field the retailer's data model refuses."""
+        raw = self._json(
+            "PATCH", f"/api/v4/products/{product_id}/", "product_update", json_body={"data": data}, idempotent=True
+        )
+        try:
+            stored = raw.get("data") or {}
+            stock = stored.get("supplier_free_stock", stored.get("free_stock"))
+            return Product(
+                id=_id_from_url(raw["url"]),
+                part_number=raw["part_number"],
+                free_stock=int(stock) if stock not in (None, "") else None,
+                data=stored,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise TransientError(
+                "a product in an unexpected shape", system=SYSTEM, operation="product_update"
+            ) from None
+
 
 def _problems(response: requests.Response) -> list[str]:
     """The messages of a 400: a DRF field map, ``{"detail": …}``, or Virtualstock's plain-text validation error."""

@@ -5,6 +5,7 @@ from syncs.flows import (  # noqa: F401 - webhooks registers its retry handler
     order_export,
     order_import,
     order_watch,
+    product_sync,
     reconcile_orders,
     reconcile_skus,
     return_sync,
@@ -23,4 +24,5 @@ FLOWS = {
     return_sync.FLOW: return_sync.return_sync_run,
     reconcile_skus.FLOW: reconcile_skus.reconcile_skus_run,
     reconcile_orders.FLOW: reconcile_orders.reconcile_orders_run,
+    product_sync.FLOW: product_sync.product_sync_run,
 }

@@ -90,9 +90,14 @@ def retry(exception) -> None:
 
 # What each system's events set moving, besides stock: Centra's object types (webhook "type", events queue
 # "objectType"), Fulfil's event names, the marketplace's event types.
-CENTRA_FLOWS = {"order": ("order_export", "order_cancel"), "return": ("return_sync",)}
+CENTRA_FLOWS = {
+    "order": ("order_export", "order_cancel"),
+    "return": ("return_sync",),
+    "product": ("product_sync",),  # its copy, media, attributes or prices changed
+}
 FULFIL_FLOWS = {"stock.shipment.out": ("shipment_sync",), "stock.shipment.in.return": ("return_sync",)}
-MARKETPLACE_FLOWS = {"order.created": ("order_import",)}
+# An offer edited on the marketplace: product_sync reads back the offers changed since it last looked.
+MARKETPLACE_FLOWS = {"order.created": ("order_import",), "offer.updated": ("product_sync",)}
 
 
 def flows_touched(system: str, payload) -> set[str]:

@@ -172,6 +172,7 @@ class MarketplaceSimulator(Simulator):
             Rule(f"{API}/stock", endpoint="stock_update", methods=["PUT"]),
             Rule(f"{API}/prices", endpoint="prices_update", methods=["PUT"]),
             Rule(f"{API}/offers", endpoint="offers_list", methods=["GET"]),
+            Rule(f"{API}/products", endpoint="products_update", methods=["PUT"]),
             # The marketplace's own side, played through the control API: an order placed, a customer cancelling,
             # a marketplace employee editing an offer. Each is announced by webhook as the real thing would be.
             # (The order and SKU go in the body: control routes are called without path arguments.)
@@ -256,6 +257,9 @@ class MarketplaceSimulator(Simulator):
             "active": bool(offer.get("active", True)),
             "stock_updated_at": offer.get("stock_updated_at"),
             "updated_at": offer.get("updated_at") or utcnow_iso(),
+            "description": offer.get("description", ""),
+            "images": list(offer.get("images") or []),
+            "attributes": dict(offer.get("attributes") or {}),
         }
         self.state["offers"][record["sku"]] = record
         return record
@@ -671,17 +675,69 @@ class MarketplaceSimulator(Simulator):
             limit = _limit(request, cursor, OFFER_PAGE)
             sku = cursor.get("sku") if cursor else request.args.get("sku")
             after = cursor["after"] if cursor else ""
+            since_text = cursor.get("updated_since") if cursor else request.args.get("updated_since")
+            since = _parse_time(since_text) if since_text else None
+            if since_text and since is None:
+                raise _refuse("INVALID_TIMESTAMP", "updated_since must be ISO 8601 with a time zone.", "updated_since")
             rows = sorted(
-                (offer for key, offer in self.state["offers"].items() if key > after and (sku is None or key == sku)),
+                (
+                    offer
+                    for key, offer in self.state["offers"].items()
+                    if key > after
+                    and (sku is None or key == sku)
+                    and (since is None or _parse_time(offer["updated_at"]) >= since)
+                ),
                 key=lambda offer: offer["sku"],
             )
             page, more = rows[:limit], len(rows) > limit
-            next_cursor = (
-                _encode_cursor({"kind": "offers", "after": page[-1]["sku"], "sku": sku, "limit": limit})
-                if more
-                else None
-            )
+            position = {"kind": "offers", "after": page[-1]["sku"] if page else "", "sku": sku, "limit": limit}
+            if since_text:
+                position["updated_since"] = since_text
+            next_cursor = _encode_cursor(position) if more else None
             return json_response({"offers": copy.deepcopy(page), "next_cursor": next_cursor})
+
+    def products_update(self, request: Request) -> Response:
+        """``PUT /api/v1/products {"items": [{"sku", "title"?, "description"?, "images"?, "attributes"?}]}``: the
+        product content of offers (Mirakl's product import P41, answered per item like the stock and price calls).
+        Only the fields sent change; ``attributes`` replaces the offer's attributes as a whole."""
+        items = self._batch(request)
+        results = []
+        with self.lock:
+            for index, item in enumerate(items):
+                results.append(self._content_item(index, item))
+        return json_response({"results": results})
+
+    def _content_item(self, index: int, item) -> dict:
+        field = f"items[{index}]"
+        item = item if isinstance(item, dict) else {}
+        sku = item.get("sku")
+        offer = self.state["offers"].get(sku) if isinstance(sku, str) else None
+        problems = []
+        if offer is None:
+            problems.append(_problem("UNKNOWN_SKU", f"No offer with SKU {sku!r} on this account.", f"{field}.sku"))
+        if "title" in item and (not isinstance(item["title"], str) or not item["title"].strip()):
+            problems.append(_problem("INVALID_TITLE", "title must be a non-empty string.", f"{field}.title"))
+        elif isinstance(item.get("title"), str) and len(item["title"]) > 200:
+            problems.append(_problem("TITLE_TOO_LONG", "title must be at most 200 characters.", f"{field}.title"))
+        if "description" in item and not isinstance(item["description"], str):
+            problems.append(_problem("INVALID_DESCRIPTION", "description must be a string.", f"{field}.description"))
+        images = item.get("images", [])
+        if not isinstance(images, list) or not all(
+            isinstance(url, str) and url.startswith(("https://", "http://")) for url in images
+        ):
+            problems.append(_problem("INVALID_IMAGE", "images must be a list of http(s) URLs.", f"{field}.images"))
+        attributes = item.get("attributes", {})
+        if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+            problems.append(
+                _problem("INVALID_ATTRIBUTE", "attributes must map codes to string values.", f"{field}.attributes")
+            )
+        if problems:
+            return {"sku": sku, "status": "REJECTED", "errors": problems}
+        for name in ("title", "description", "images", "attributes"):
+            if name in item:
+                offer[name] = copy.deepcopy(item[name])
+        offer["updated_at"] = utcnow_iso()
+        return {"sku": sku, "status": "UPDATED", "errors": []}
 
     # --- the marketplace's own side (control API) -------------------------------------------------------------
 
@@ -718,7 +774,7 @@ class MarketplaceSimulator(Simulator):
             return json_response({"error": 'Send {"sku": ..., and the fields to change}.'}, 400)
         body = dict(body)
         sku = body.pop("sku")
-        allowed = {"title", "price", "quantity", "active", "ean"}
+        allowed = {"title", "price", "quantity", "active", "ean", "description", "images", "attributes"}
         if set(body) - allowed:
             return json_response({"error": f"Only {sorted(allowed)} can be edited."}, 400)
         with self.lock:

@@ -73,6 +73,7 @@ class VirtualstockSimulator(Simulator):
             Rule("/api/v4/products/", endpoint="products_list", methods=["GET"]),
             Rule("/api/v4/products/<int:product_id>", endpoint="product_get", methods=["GET"]),
             Rule("/api/v4/products/<int:product_id>/stock", endpoint="product_stock", methods=["PATCH"]),
+            Rule("/api/v4/products/<int:product_id>", endpoint="product_update", methods=["PATCH"]),
         ]
 
     def operation_of(self, request: Request, endpoint: str, arguments: dict) -> str:
@@ -433,6 +434,41 @@ class VirtualstockSimulator(Simulator):
             product["data"]["supplier_free_stock"] = value
             product["data"]["stock_updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         return Response(status=200)
+
+    def product_update(self, request: Request, product_id: int) -> Response:
+        """``PATCH /api/v4/products/<id>/ {"data": {...}}``: a partial update of the product's retailer data (only
+        the fields sent change). The retailer's data model is checked first, field by field, as rich product
+        induction does: ``rrp`` a positive amount, ``barcode`` digits, ``image``…``image_10`` URLs."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            return json_response({"data": ["This field is required and must be an object."]}, 400)
+        data = body["data"]
+        problems: dict[str, list[str]] = {}
+        if "rrp" in data:
+            try:
+                amount = Decimal(str(data["rrp"]))
+            except ArithmeticError:
+                amount = None
+            if isinstance(data["rrp"], float) or amount is None or not amount.is_finite() or amount <= 0:
+                problems["data.rrp"] = ['A positive amount as a string is required, e.g. "24.95".']
+        if "barcode" in data and not str(data["barcode"] or "").isdigit():
+            problems["data.barcode"] = ["A barcode is digits only."]
+        for name in IMAGE_FIELDS:
+            if data.get(name) and not str(data[name]).startswith(("https://", "http://")):
+                problems[f"data.{name}"] = ["Enter a valid URL."]
+        if problems:
+            return json_response(problems, 400)
+        with self.lock:
+            product = self.state["products"].get(str(product_id))
+            if product is None:
+                return json_response({"detail": "Product not found.", "code": "PRODUCT_NOT_FOUND"}, 404)
+            if product["data"].get("publishing"):
+                return json_response({"detail": "Can't update a product which is in a publishing status."}, 409)
+            product["data"].update(copy.deepcopy(data))
+            return json_response(self._product_json(request, product))
+
+
+IMAGE_FIELDS = ("image", *(f"image_{n}" for n in range(2, 11)))
 
 
 def _validation(message: str) -> Response:

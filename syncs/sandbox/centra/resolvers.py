@@ -823,3 +823,58 @@ RESOLVERS = {
     "Event.store": lambda e, i: _sim(i).state["stores"].get(str(e["storeId"])) if e["storeId"] else None,
     "Event.market": lambda e, i: _sim(i).state["markets"].get(str(e["marketId"])) if e["marketId"] else None,
 }
+
+
+# --- product content (the product sync reads it) ------------------------------------------------------------------
+
+
+def _product_attributes(product, info):
+    """The product's custom attributes as Centra shows them: one dynamic attribute of one text element each."""
+    return [
+        {
+            "type": {"name": name, "isMapped": False, "isMulti": False},
+            "description": name.replace("_", " ").capitalize(),
+            "objectType": "Product",
+            "elements": [
+                {
+                    "__typename": "AttributeStringElement",
+                    "key": "text",
+                    "description": name.replace("_", " ").capitalize(),
+                    "kind": "INPUT",
+                    "value": value,
+                }
+            ],
+        }
+        for name, value in (product.get("attributes") or {}).items()
+    ]
+
+
+def _variant_prices(variant, info):
+    """A variant's price in each pricelist that has one: the product's price there (the sandbox prices products)."""
+    prices = []
+    for pricelist in sorted(_sim(info).state["pricelists"].values(), key=lambda p: p["id"]):
+        price = pricelist["prices"].get(str(variant["productId"]))
+        if price is not None:
+            prices.append(
+                {
+                    "pricelist": {**pricelist, "currency": CURRENCIES[pricelist["currency"]]},
+                    "price": money(dec(price), pricelist["currency"]),
+                    "recommendedRetailPrice": None,
+                }
+            )
+    return prices
+
+
+RESOLVERS.update(
+    {
+        "Product.displays": lambda p, i: p.get("displays") or [],
+        "Product.media": lambda p, i: p.get("media") or [],
+        "Product.attributes": _product_attributes,
+        "ProductMedia.source": lambda m, i, sizeName=None: {
+            "url": m["url"],
+            "mimeType": m.get("mimeType"),
+            "mediaSize": {"name": sizeName or "standard"},
+        },
+        "ProductVariant.prices": _variant_prices,
+    }
+)

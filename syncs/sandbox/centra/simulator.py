@@ -36,7 +36,7 @@ BUCKETS = {
     ("MUTATION_COUNT", "TEN_SECONDS"): (100, 10),
     ("MUTATION_COUNT", "ONE_HOUR"): (1000, 3600),
 }
-WEBHOOK_TYPES = {"Order": "order", "Shipment": "shipment", "Return": "return"}
+WEBHOOK_TYPES = {"Order": "order", "Shipment": "shipment", "Return": "return", "Product": "product"}
 
 
 class CentraSimulator(Simulator):
@@ -112,6 +112,8 @@ class CentraSimulator(Simulator):
             Rule("/_sandbox/clock", endpoint="control_clock", methods=["POST"]),
             # The payment provider's side, played through the control API: a pending capture settles.
             Rule("/_sandbox/capture", endpoint="control_capture", methods=["POST"]),
+            # A merchandiser changing a product in Centra's back office: its copy, prices, media or attributes.
+            Rule("/_sandbox/product-edit", endpoint="control_product_edit", methods=["POST"]),
         ]
 
     def operation_of(self, request: Request, endpoint: str, arguments: dict) -> str:
@@ -215,6 +217,7 @@ class CentraSimulator(Simulator):
                     "productNumber": product.product_number,
                     "createdAt": product.created_at.isoformat(),
                     "prices": {str(m["id"]): str(product.price_in(m)) for m in MARKETS},
+                    **_demo_content(product),
                     "variants": [
                         {
                             "name": variant.name,
@@ -274,6 +277,7 @@ class CentraSimulator(Simulator):
             "variantIds": [],
         }
         self.state["products"][str(product_id)] = product
+        _set_content(product, spec)
         for market_id, price in (spec.get("prices") or {}).items():
             self.state["pricelists"][str(market_id)]["prices"][str(product_id)] = str(price)
         for variant_spec in spec.get("variants", []):
@@ -605,6 +609,36 @@ class CentraSimulator(Simulator):
             self._event("Order", "UPDATED", order["number"], order)
             return json_response({"number": order["number"], "captured": True})
 
+    def control_product_edit(self, request: Request) -> Response:
+        """A merchandiser edits a product in Centra (``{"productNumber", and any of name, description,
+        shortDescription, metaTitle, metaDescription, media, attributes, prices: {market id: price}, sizes: {SKU:
+        {"EAN": …}}}``). Its ``updatedAt`` moves on and the change is announced as a Product event and webhook."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("productNumber"):
+            return json_response({"error": 'Send {"productNumber": ..., and the fields to change}.'}, 400)
+        with self.lock:
+            product = next(
+                (p for p in self.state["products"].values() if p["productNumber"] == body["productNumber"]), None
+            )
+            if product is None:
+                return json_response({"error": f"No product {body['productNumber']}."}, 404)
+            if "name" in body:
+                product["name"] = str(body["name"])
+            _set_content(product, body)
+            for market_id, price in (body.get("prices") or {}).items():
+                if str(market_id) not in self.state["pricelists"]:
+                    return json_response({"error": f"No pricelist for market {market_id}."}, 400)
+                self.state["pricelists"][str(market_id)]["prices"][str(product["id"])] = str(price)
+            for sku, changes in (body.get("sizes") or {}).items():
+                size = self._size_by_sku(sku)
+                if size is None or size["productId"] != product["id"]:
+                    return json_response({"error": f"{sku} is not a size of {product['productNumber']}."}, 400)
+                if "EAN" in changes:
+                    size["EAN"] = changes["EAN"]
+            product["updatedAt"] = now_iso()
+            self._event("Product", "UPDATED", product["id"])
+            return json_response({"productNumber": product["productNumber"], "updatedAt": product["updatedAt"]})
+
     def control_cancel_return(self, request: Request) -> Response:
         """Someone in Centra's back office cancels a return not completed yet (``{"id": <return id>}``): its status
         becomes CANCELLED, its units can be returned again, and the change is announced (a Return UPDATED event and
@@ -714,6 +748,38 @@ class CentraSimulator(Simulator):
                             order["updatedAt"] = now_iso()
                             self._event("Order", "UPDATED", order["number"], order)
                             return
+
+
+def _set_content(product: dict, spec: dict) -> None:
+    """Keep the parts of ``spec`` that describe the product for sale: the copy of its display, its media (image
+    URLs, in order) and its custom attributes (name -> value)."""
+    text = {key: spec[key] for key in DISPLAY_FIELDS if key in spec}
+    if text or not product.get("displays"):
+        display = (product.get("displays") or [{"id": product["id"], "name": product["name"]}])[0]
+        product["displays"] = [{**display, **text}]
+    if "media" in spec:
+        product["media"] = [
+            {"id": product["id"] * 100 + index, "url": url, "mimeType": "image/jpeg"}
+            for index, url in enumerate(spec["media"] or [], start=1)
+        ]
+    product.setdefault("media", [])
+    if "attributes" in spec:
+        product["attributes"] = {str(name): str(value) for name, value in (spec["attributes"] or {}).items()}
+    product.setdefault("attributes", {})
+
+
+DISPLAY_FIELDS = ("description", "shortDescription", "metaTitle", "metaDescription", "metaKeywords", "uri")
+
+
+def _demo_content(product) -> dict:
+    """The demo brand's copy, image and attributes for one generated product."""
+    material = {"Denim": "Cotton denim", "Knitwear": "Merino wool", "Outerwear": "Wool", "Shoes": "Leather"}
+    return {
+        "description": f"{product.name}: a {product.category.lower()} staple, made to last.",
+        "shortDescription": product.name,
+        "media": [product.image],
+        "attributes": {"material": material.get(product.category, "Organic cotton"), "category": product.category},
+    }
 
 
 def _rest_error(code: int, message: str) -> Response:
