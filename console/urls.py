@@ -34,5 +34,6 @@ urlpatterns = [
     path("api/exceptions/", include("exceptions.api_urls")),
     path("api/", include("console.api_urls")),
     path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),
+    path("feeds/inventory-planner/", include("syncs.feed_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -354,3 +354,19 @@ SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS = env.int("SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS
 CENTRA_CAPTURE_ON_SHIPMENT = env.bool("CENTRA_CAPTURE_ON_SHIPMENT", default=True)
 # When Centra is the stock master: the Centra warehouse returned units are delivered into once inspected.
 RETURNS_CENTRA_WAREHOUSE_ID = env.int("RETURNS_CENTRA_WAREHOUSE_ID", default=STOCK_CENTRA_WAREHOUSE_ID)
+
+# --- Inventory Planner feeds --------------------------------------------------------------------------------------
+# Inventory Planner fetches the products and sales-orders CSV files daily from /feeds/inventory-planner/, with HTTP
+# basic auth. No password: the feeds answer 404. What each column holds is in docs/feeds.md.
+IP_FEED_USERNAME = env.str("IP_FEED_USERNAME", default="inventory-planner")
+IP_FEED_PASSWORD = secret("IP_FEED_PASSWORD", "")
+# The Centra pricelist whose prices the products feed carries (in the currency Inventory Planner was given as the
+# store's primary currency), and the Centra warehouse whose stock it carries (empty: the total over every warehouse).
+IP_FEED_CENTRA_PRICELIST_ID = env.int("IP_FEED_CENTRA_PRICELIST_ID", default=1)
+IP_FEED_CENTRA_WAREHOUSE_ID = env.int("IP_FEED_CENTRA_WAREHOUSE_ID", default=None)
+# The Inventory Planner warehouse the sales orders are booked to, and the vendor every product is given (Centra
+# holds neither).
+IP_FEED_WAREHOUSE = env.str("IP_FEED_WAREHOUSE", default="Centra")
+IP_FEED_VENDOR = env.str("IP_FEED_VENDOR", default="")
+# The sales-orders feed holds the orders placed in the last this many days (a request may ask for more with ?since=).
+IP_FEED_SALES_DAYS = env.int("IP_FEED_SALES_DAYS", default=365)

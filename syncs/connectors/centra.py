@@ -134,6 +134,30 @@ class StockLevel:
 
 
 @dataclass(frozen=True)
+class CatalogueSize:
+    """One size of the catalogue as a planning tool sees it: its product and variant, the variant's price in one
+    pricelist, and the size's stock."""
+
+    product_id: int
+    product_number: str
+    product_name: str
+    product_status: str  # ACTIVE, INACTIVE or CANCELLED
+    is_bundle: bool
+    created_at: str  # the product's
+    updated_at: str
+    variant_id: int
+    variant_name: str
+    size_id: int
+    sku: str
+    ean: str | None
+    size_name: str
+    price: Decimal | None  # the variant's, in the pricelist asked for, including tax; None when it has none there
+    currency: str | None
+    free_to_allocate: int
+    physical: int
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     object_type: str
@@ -550,6 +574,41 @@ class CentraClient:
             RateLimitStatus(r["type"], r["intervalSeconds"], r["quota"], r["usedQuota"], r["remainingQuota"])
             for r in rows
         ]
+
+    # --- catalogue ----------------------------------------------------------------------------------------------
+
+    def catalogue(
+        self, *, pricelist_id: int, warehouse_id: int | None = None, page_size: int | None = None
+    ) -> Iterator[CatalogueSize]:
+        """Every size of every product, with its product's name and dates, its variant's price in ``pricelist_id``
+        and its stock: the total over every warehouse, or that of ``warehouse_id`` alone. Read page by page to the
+        end; a page of ``page_size`` products (the client's page size unless given; at most MAX_PAGE) is all that is
+        held at a time."""
+        size_of_page = max(1, min(page_size or self.page_size, MAX_PAGE))
+        figures = "freeToAllocateQuantity physicalQuantity"
+        if warehouse_id is None:
+            variables, stock = "", f"stockTotals {{ {figures} }}"
+        else:
+            variables, stock = ", $warehouse: Int!", f"stock(where: {{warehouseId: [$warehouse]}}) {{ {figures} }}"
+        query = f"""query catalogue($limit: Int, $page: Int{variables}) {{
+          products(sort: [id_ASC], limit: $limit, page: $page) {{
+            id name status productNumber isBundle createdAt updatedAt
+            variants {{
+              id name prices {{ pricelist {{ id }} price {{ {MONEY} }} }}
+              productSizes {{ id SKU EAN description {stock} }}
+            }}
+          }} }}"""
+        arguments = {"limit": size_of_page}
+        if warehouse_id is not None:
+            arguments["warehouse"] = warehouse_id
+        page = 1
+        while True:
+            products = self.execute(query, {**arguments, "page": page}, operation="products")["products"]
+            for product in products:
+                yield from _catalogue_sizes(product, pricelist_id)
+            if len(products) < size_of_page:
+                return
+            page += 1
 
     # --- shipments and returns ----------------------------------------------------------------------------------
 
@@ -1093,4 +1152,42 @@ def _order(row: dict) -> Order:
     except (KeyError, TypeError) as error:
         raise TransientError(
             f"an order in an unexpected shape ({error!r})", system=SYSTEM, operation="orders"
+        ) from None
+
+
+def _catalogue_sizes(product: dict, pricelist_id: int) -> Iterator[CatalogueSize]:
+    """The sizes of one product of a ``catalogue`` page, each with its variant's price in ``pricelist_id``. A size
+    never stocked in the warehouse asked for has no stock."""
+    try:
+        for variant in product["variants"]:
+            prices = [entry["price"] for entry in variant["prices"] if entry["pricelist"]["id"] == pricelist_id]
+            price = _money(prices[0]) if prices else None
+            currency = prices[0]["currency"]["code"] if prices else None
+            for size in variant["productSizes"]:
+                if "stock" in size:
+                    stock = size["stock"][0] if size["stock"] else {"freeToAllocateQuantity": 0, "physicalQuantity": 0}
+                else:
+                    stock = size["stockTotals"]
+                yield CatalogueSize(
+                    product_id=product["id"],
+                    product_number=product["productNumber"],
+                    product_name=product["name"],
+                    product_status=product["status"],
+                    is_bundle=bool(product["isBundle"]),
+                    created_at=product["createdAt"],
+                    updated_at=product["updatedAt"],
+                    variant_id=variant["id"],
+                    variant_name=variant["name"],
+                    size_id=size["id"],
+                    sku=size["SKU"],
+                    ean=size.get("EAN"),
+                    size_name=size["description"],
+                    price=price,
+                    currency=currency,
+                    free_to_allocate=stock["freeToAllocateQuantity"],
+                    physical=stock["physicalQuantity"],
+                )
+    except (KeyError, TypeError, IndexError) as error:
+        raise TransientError(
+            f"a product in an unexpected shape ({error!r})", system=SYSTEM, operation="products"
         ) from None
