@@ -96,6 +96,8 @@ CENTRA_FLOWS = {
     "product": ("product_sync",),  # its copy, media, attributes or prices changed
 }
 FULFIL_FLOWS = {"stock.shipment.out": ("shipment_sync",), "stock.shipment.in.return": ("return_sync",)}
+# Centra's object type names (events queue) for the webhook types above.
+CENTRA_OBJECT_TYPES = {name.capitalize() for name in CENTRA_FLOWS}
 # An offer edited on the marketplace: product_sync reads back the offers changed since it last looked.
 MARKETPLACE_FLOWS = {"order.created": ("order_import",), "offer.updated": ("product_sync",)}
 
@@ -123,7 +125,7 @@ def centra_events_poll() -> str:
         return "off"
     client = connections.centra()
     if not getattr(client, "_listening", False):
-        client.listen_for(["Order", "Return"])  # idempotent at Centra; once per worker process
+        client.listen_for(sorted(CENTRA_OBJECT_TYPES))  # idempotent at Centra; once per worker process
         client._listening = True
     events = client.events(limit=200)
     if not events:

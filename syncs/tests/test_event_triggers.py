@@ -87,6 +87,9 @@ def test_centra_s_events_queue_is_read_acted_on_and_confirmed_once(shop, control
     assert webhook.status == InboundWebhook.Status.PROCESSED
     started = {task.task["args"] for task in OrmQ.objects.all() if task.task["func"] == "syncs.tasks.run"}
     assert started == {("order_export", "event"), ("order_cancel", "event")}
+    listened = [call for call in control("centra").operations() if call == "setEventListeners"]
+    assert len(listened) == 1
+    assert set(control("centra").state()["event_listeners"]) == {"Order", "Return", "Product"}
     assert centra_events_poll() == "no events"  # confirmed: not read again
     assert control("centra").operations().count("confirmEvents") == 1
 
