@@ -10,7 +10,7 @@ from syncs.models import RateBudget
 from syncs.rate_budget import SharedRateLimiter
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_limiters_with_one_key_share_one_budget():
     first, second = SharedRateLimiter("test:bucket", [(3, 10)]), SharedRateLimiter("test:bucket", [(3, 10)])
     assert first.acquire() == 0 and first.acquire() == 0
@@ -22,7 +22,7 @@ def test_two_limiters_with_one_key_share_one_budget():
     assert SharedRateLimiter("test:other", [(3, 10)]).wait_time() == 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_workers_never_take_more_places_than_the_window_allows():
     granted, errors = [], []
 
@@ -47,7 +47,7 @@ def test_concurrent_workers_never_take_more_places_than_the_window_allows():
     assert len(RateBudget.objects.get(key="test:race").calls) == 5
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_configured_clients_pace_through_the_shared_budget(settings, connected):
     settings.RATE_LIMITS_SHARED = True
     connections.centra.cache_clear()
