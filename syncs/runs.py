@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F
@@ -91,3 +91,31 @@ def flow_run_soon(flow: str) -> None:
             repeats=-1,  # removed once it has fired
             next_run=timezone.now() + timedelta(seconds=FOLLOW_UP_SECONDS),
         )
+
+
+# --- cursors: where a flow's next run starts reading -----------------------------------------------------------------
+
+
+def last_summary(flow: str, key: str = "cursor") -> dict:
+    """The summary of ``flow``'s last successful run that recorded ``key`` ({} before the first). A failed run
+    never moves a cursor: what it read is read again."""
+    last = (
+        SyncRun.objects.filter(flow=flow, status=SyncRun.Status.SUCCEEDED, summary__has_key=key)
+        .order_by("-started_at")
+        .values_list("summary", flat=True)
+        .first()
+    )
+    return last or {}
+
+
+def moment(text: str) -> datetime:
+    """A timestamp from an API or a setting as an aware datetime (a trailing Z or none at all is UTC)."""
+    value = datetime.fromisoformat(text.strip().replace(" ", "T", 1).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def latest(current: str | None, candidate: str) -> str:
+    """The later of two timestamps, as ISO text (a cursor moving forward)."""
+    if current is None or moment(candidate) > moment(current):
+        return moment(candidate).isoformat()
+    return current

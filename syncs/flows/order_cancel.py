@@ -34,7 +34,6 @@ from syncs.connectors.virtualstock import LineQuantity
 from syncs.flows.order_export import (
     EDITABLE_STATES,
     TotalsMismatch,
-    latest,
     object_ref,
     order_link,
     orders_changed,
@@ -44,7 +43,7 @@ from syncs.flows.order_export import (
 )
 from syncs.links import link_note, order_lock
 from syncs.models import Link, UnitsInFlight
-from syncs.runs import RunCounter
+from syncs.runs import RunCounter, latest
 from syncs.stock.in_flight import stock_push_soon, units_in_flight_record
 
 FLOW = "order_cancel"

@@ -21,7 +21,7 @@ is asked for a sale with the order's number before one is created.
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import islice
@@ -39,8 +39,8 @@ from syncs.connectors.centra import CentraClient, Order, OrderLine
 from syncs.connectors.errors import DataError
 from syncs.connectors.fulfil import Address, Customer, DraftLine, FulfilClient, Sale, SaleDraft
 from syncs.links import link_note, order_lock
-from syncs.models import Link, SyncRun
-from syncs.runs import RunCounter
+from syncs.models import Link
+from syncs.runs import RunCounter, last_summary, latest, moment
 
 FLOW = "order_export"
 # Each run reads again the last few minutes before its cursor: an order written at the edge of the previous read
@@ -136,26 +136,8 @@ def export_statuses() -> list[str]:
 def run_cursor(flow: str) -> datetime | None:
     """Where ``flow``'s next run starts reading: the latest change its last successful run read; on the very first
     run ``ORDER_EXPORT_SINCE`` (None: from the beginning)."""
-    last = (
-        SyncRun.objects.filter(flow=flow, status=SyncRun.Status.SUCCEEDED, summary__cursor__isnull=False)
-        .order_by("-started_at")
-        .values_list("summary", flat=True)
-        .first()
-    )
-    value = (last or {}).get("cursor") or settings.ORDER_EXPORT_SINCE
+    value = last_summary(flow).get("cursor") or settings.ORDER_EXPORT_SINCE
     return moment(value) if value else None
-
-
-def moment(text: str) -> datetime:
-    """A Centra or settings timestamp as an aware datetime (one without an offset is UTC)."""
-    value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def latest(current: str | None, candidate: str) -> str:
-    if current is None or moment(candidate) > moment(current):
-        return moment(candidate).isoformat()
-    return current
 
 
 def orders_changed(

@@ -38,7 +38,7 @@ from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import ContentSize, ContentVariant, ProductContent
 from syncs.connectors.errors import DataError, TransientError
 from syncs.models import ProductState, SyncRun
-from syncs.runs import RunCounter
+from syncs.runs import RunCounter, last_summary, moment
 
 FLOW = "product_sync"
 BATCH_ITEMS = mp.MAX_BATCH  # SKUs gathered before a batch goes to a channel that takes batches
@@ -125,7 +125,7 @@ def product_sync_run(*, counter: RunCounter | None = None, full: bool | None = N
     row and the run goes on."""
     summary = ProductSyncSummary()
     channels = list(Channel.objects.filter(active=True, system__in=TARGETS).order_by("code"))
-    last = _last_summary()
+    last = last_summary(FLOW, "centra_cursor")
     summary.full = _full_due(last) if full is None else full
     summary.centra_cursor, summary.marketplace_cursor = last.get("centra_cursor"), last.get("marketplace_cursor")
     if not channels:
@@ -135,12 +135,12 @@ def product_sync_run(*, counter: RunCounter | None = None, full: bool | None = N
         summary.channels[channel.code] = {"sent": 0, "unchanged": 0, "invalid": 0, "not_listed": 0, "drifted": 0}
     since = None
     if summary.centra_cursor and not summary.full:
-        since = _moment(summary.centra_cursor) - timedelta(minutes=settings.PRODUCT_SYNC_OVERLAP_MINUTES)
+        since = moment(summary.centra_cursor) - timedelta(minutes=settings.PRODUCT_SYNC_OVERLAP_MINUTES)
     active = _active_refs()
     pending: dict[int, list[Plan]] = {channel.pk: [] for channel in channels}
     for product in connections.centra().product_content(updated_since=since.isoformat() if since else None):
         summary.examined += 1
-        summary.centra_cursor = max(filter(None, [summary.centra_cursor, product.updated_at]), key=_moment)
+        summary.centra_cursor = max(filter(None, [summary.centra_cursor, product.updated_at]), key=moment)
         failed_before = summary.failed
         for channel in channels:
             plan = _plan_or_record(channel, product, targets[channel.pk], summary)
@@ -172,16 +172,6 @@ def _succeeded(ref: str, active: set[str]) -> None:
     if ref in active:
         objects_succeeded(flow=FLOW, object_refs=[ref], note="The product went through.")
         active.discard(ref)
-
-
-def _last_summary() -> dict:
-    last = (
-        SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED)
-        .order_by("-started_at")
-        .values_list("summary", flat=True)
-        .first()
-    )
-    return last or {}
 
 
 def _full_due(last: dict) -> bool:
@@ -616,13 +606,13 @@ def _guard(channel: Channel, target, summary: ProductSyncSummary, active: set[st
         return
     since = None
     if target.lists_changes and summary.marketplace_cursor and not summary.full:
-        since = _moment(summary.marketplace_cursor) - timedelta(minutes=settings.PRODUCT_SYNC_OVERLAP_MINUTES)
+        since = moment(summary.marketplace_cursor) - timedelta(minutes=settings.PRODUCT_SYNC_OVERLAP_MINUTES)
     try:
         shown = {}
         for code, external_id, raw, changed_at in target.read(since=since):
             shown[code] = (external_id, raw)
             if changed_at and target.lists_changes:
-                newest = max(filter(None, [summary.marketplace_cursor, changed_at.isoformat()]), key=_moment)
+                newest = max(filter(None, [summary.marketplace_cursor, changed_at.isoformat()]), key=moment)
                 summary.marketplace_cursor = newest
     except (TransientError, DataError) as error:
         row["read_error"] = str(error)[:300]
@@ -824,10 +814,6 @@ register_retry_handler(FLOW, retry)
 
 
 # --- values -------------------------------------------------------------------------------------------------------
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _amount(amount: Decimal, currency: str) -> str:

@@ -30,7 +30,7 @@ from syncs import connections
 from syncs.connectors.errors import DataError
 from syncs.flows.order_export import export_statuses
 from syncs.models import OrderReconciliation
-from syncs.runs import RunCounter
+from syncs.runs import RunCounter, moment
 
 FLOW = "reconcile_orders"
 
@@ -138,7 +138,7 @@ def _reconcile(first: date, last: date) -> tuple[OrderReconcileSummary, dict]:
             )
 
     refunds = [
-        record for record in centra.return_records() if record.refunds and start <= _parse(record.created_at) < end
+        record for record in centra.return_records() if record.refunds and start <= moment(record.created_at) < end
     ]
     unknown_markets = sorted({record.order_number for record in refunds} - market_of.keys())
     for begin in range(0, len(unknown_markets), 100):
@@ -185,14 +185,9 @@ def _moment(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _parse(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-
-
 def _day(text: str) -> date:
     """The brand's calendar day (TIME_ZONE) an order or return was made on."""
-    return timezone.localtime(_parse(text)).date()
+    return timezone.localtime(moment(text)).date()
 
 
 def _differ(group, problems, ref, kind, number, centra, fulfil, currency, day, order=None) -> None:

@@ -31,7 +31,7 @@ once the credit is cancelled in Fulfil.
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
@@ -48,8 +48,8 @@ from syncs.connectors.errors import DataError, RateLimited
 from syncs.connectors.fulfil import CreditLine
 from syncs.flows.stock_push import stock_push_run
 from syncs.links import link_step_done, order_lock
-from syncs.models import Link, SyncRun
-from syncs.runs import RunCounter
+from syncs.models import Link
+from syncs.runs import RunCounter, last_summary, latest, moment
 
 FLOW = "return_sync"
 MARKETPLACE_RETURN_REASON = "UNKNOWN"  # Centra's return carries no reason the marketplace's codes could name
@@ -117,7 +117,7 @@ def return_sync_run(*, counter: RunCounter | None = None) -> ReturnSummary:
     seen: set[int] = set()
     for centra_return in client.return_records(created_from=cursor - CURSOR_OVERLAP if cursor else None):
         seen.add(centra_return.id)
-        summary.cursor = _newest(summary.cursor, centra_return.created_at)
+        summary.cursor = latest(summary.cursor, centra_return.created_at)
         _sync_counted(summary, counter, centra_return=centra_return)
     unfinished = _unfinished() - seen
     found = client.returns_by_id(unfinished) if unfinished else {}
@@ -159,25 +159,8 @@ def _sync_counted(
 
 def _cursor() -> datetime | None:
     """The newest return's creation the last successful run read; None before the first one."""
-    last = (
-        SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED, summary__has_key="cursor")
-        .order_by("-started_at")
-        .values_list("summary", flat=True)
-        .first()
-    )
-    return _moment(last["cursor"]) if last and last.get("cursor") else None
-
-
-def _moment(text: str) -> datetime:
-    """A Centra timestamp as an aware datetime (one without an offset is UTC)."""
-    value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _newest(current: str | None, created_at: str) -> str:
-    if current is None or _moment(created_at) > _moment(current):
-        return _moment(created_at).isoformat()
-    return current
+    cursor = last_summary(FLOW).get("cursor")
+    return moment(cursor) if cursor else None
 
 
 def _unfinished() -> set[int]:

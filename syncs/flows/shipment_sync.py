@@ -43,8 +43,8 @@ from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.links import link_step_done, order_lock
-from syncs.models import Link, SyncRun
-from syncs.runs import RunCounter
+from syncs.models import Link
+from syncs.runs import RunCounter, last_summary, moment
 
 FLOW = "shipment_sync"
 
@@ -117,14 +117,9 @@ def shipment_sync_run(*, counter: RunCounter | None = None) -> ShipmentSummary:
 
 def _cursor() -> datetime:
     """Where the last successful run left off; the first time, SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS ago."""
-    last = (
-        SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED, summary__has_key="cursor")
-        .order_by("-started_at")
-        .values_list("summary", flat=True)
-        .first()
-    )
-    if last and last.get("cursor"):
-        return datetime.fromisoformat(last["cursor"])
+    cursor = last_summary(FLOW).get("cursor")
+    if cursor:
+        return moment(cursor)
     return timezone.now() - timedelta(hours=settings.SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS)
 
 

@@ -17,7 +17,6 @@ PostgreSQL one ``UPDATE … FROM unnest(…)`` per 5,000 rows; rows whose figure
 only have their master version moved, in one guarded UPDATE. ``api_calls`` counts every HTTP request the run sent.
 """
 
-import contextlib
 import functools
 import logging
 import time
@@ -28,7 +27,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS
 from django.db import connections as databases
 from django.db.models import F, Q
 from django.utils import timezone
@@ -44,6 +43,7 @@ from syncs.connectors.centra import SizeStock, StockLevel
 from syncs.connectors.errors import ConnectorError, DataError
 from syncs.connectors.http import calls_counted
 from syncs.connectors.marketplace import MAX_OFFER_PAGE, StockUpdate
+from syncs.links import advisory_lock
 from syncs.models import StockState
 from syncs.stock.ats import Buffer, available_to_sell, bundle_available
 from syncs.stock.in_flight import STATUS as IN_FLIGHT
@@ -150,22 +150,10 @@ def push_channels(channel_code: str | None = None) -> list[Channel]:
     return list(channels.order_by("code"))
 
 
-@contextlib.contextmanager
 def channel_lock(channel: Channel):
-    """One stock push per channel at a time, across every worker on every machine (a PostgreSQL advisory lock):
-    a run holding an older reading then finds the newer one already recorded, and leaves it alone. SQLite, the
-    embedded default with one machine, serialises writes itself."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    key = 0x53544F434B000000 + channel.pk  # "STOCK" and the channel
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    """One stock push per channel at a time, across every worker on every machine: a run holding an older reading
+    then finds the newer one already recorded, and leaves it alone."""
+    return advisory_lock(0x53544F434B000000 + channel.pk)  # "STOCK" and the channel
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
