@@ -3,7 +3,6 @@ days already signed off), a day's differences with a sign-off, the CSV export, a
 
 Reads only; a sign-off goes through ``order_reconciliation_sign_off`` and a run is handed to a worker."""
 
-import csv
 from datetime import date, timedelta
 
 from django import forms
@@ -18,11 +17,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_q.tasks import async_task
 
 from console.roles import ECOMMERCE, INTEGRATION_ADMIN, user_roles
+from syncs.csv_stream import csv_chunks, text_cell
 from syncs.flows.reconcile_orders import sign_off_clear
 from syncs.models import OrderReconciliation, SyncRun
 
 SIGN_OFF = "syncs.sign_off_orderreconciliation"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class DaysForm(forms.Form):
@@ -170,25 +169,6 @@ def run(request: HttpRequest) -> HttpResponse:
     return redirect("reconciliation:overview")
 
 
-def csv_cell(value) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula is prefixed with an apostrophe."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 COLUMNS = [
     "day", "market", "currency", "centra_orders", "centra_value", "fulfil_sales", "fulfil_value", "centra_refunds",
     "refund_value", "fulfil_credits", "credit_value", "difference", "reference", "order", "centra", "fulfil",
@@ -201,32 +181,26 @@ def orders_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every day in the range, one row per day and one per difference, for the month-end file."""
     form = DaysForm(request.GET or None)
     since, until = form.days()
-    writer = csv.writer(_Echo())
 
     def rows():
-        yield writer.writerow(COLUMNS)
         for day in order_days(since=since, until=until).iterator(chunk_size=500):
-            base = [
-                day.day, day.market_name or day.market_id, day.currency, day.centra_orders, day.centra_value,
-                day.fulfil_sales, day.fulfil_value, day.centra_refunds, day.refund_value, day.fulfil_credits,
-                day.credit_value,
+            figures = [
+                day.centra_orders, day.centra_value, day.fulfil_sales, day.fulfil_value, day.centra_refunds,
+                day.refund_value, day.fulfil_credits, day.credit_value,
             ]  # fmt: skip
+            base = [str(day.day), text_cell(day.market_name or str(day.market_id)), text_cell(day.currency)]
+            base += [str(value) for value in figures]
             signed = [
-                day.signed_off_by.get_username() if day.signed_off_by else "",
-                day.signed_off_at or "",
-                day.sign_off_note,
+                text_cell(day.signed_off_by.get_username() if day.signed_off_by else ""),
+                day.signed_off_at.isoformat() if day.signed_off_at else "",
+                text_cell(day.sign_off_note),
             ]
-            yield writer.writerow([csv_cell(v) for v in [*base, "", "", "", "", "", *signed]])
+            yield [*base, "", "", "", "", "", *signed]
             for difference in day.differences:
-                detail = [
-                    difference["kind"],
-                    difference["ref"],
-                    difference["order"],
-                    difference["centra"],
-                    difference["fulfil"],
-                ]
-                yield writer.writerow([csv_cell(v) for v in [*base, *detail, "", "", ""]])
+                found = [difference["kind"], difference["ref"], difference["order"]]
+                amounts = [difference["centra"], difference["fulfil"] or ""]
+                yield [*base, *(text_cell(str(value)) for value in found), *amounts, "", "", ""]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(csv_chunks(COLUMNS, rows()), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="order-reconciliation-{since}-{until}.csv"'
     return response

@@ -17,13 +17,8 @@ from django.views.decorators.http import require_http_methods
 
 from syncs import connections
 from syncs.connectors.errors import ConnectorError
-from syncs.feeds import (
-    PRODUCT_COLUMNS,
-    SALES_ORDER_COLUMNS,
-    csv_chunks,
-    planner_product_rows,
-    planner_sales_order_rows,
-)
+from syncs.csv_stream import csv_chunks
+from syncs.feeds import PRODUCT_COLUMNS, SALES_ORDER_COLUMNS, planner_product_rows, planner_sales_order_rows
 
 logger = logging.getLogger(__name__)
 

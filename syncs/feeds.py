@@ -7,15 +7,17 @@ held in memory. docs/feeds.md lists the columns, Inventory Planner's documentati
 value comes from.
 """
 
-import csv
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import islice
 
+from mappings.money import is_currency, minor_unit
 from mappings.services import skus_mapped
 from syncs.connectors.centra import CentraClient, Order, OrderLine
+from syncs.csv_stream import text_cell
+from syncs.runs import moment
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +56,6 @@ SALES_ORDER_COLUMNS = (
 )
 # SKUs are translated to Inventory Planner's codes this many rows at a time: one query per batch, a batch in memory.
 BATCH = 500
-# Rows are handed to the server in chunks of about this many characters: one write per chunk, not per row.
-CHUNK_CHARACTERS = 64 * 1024
-# A spreadsheet treats a cell starting with one of these as a formula (OWASP's list: tab and carriage return too).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# ISO 4217 currencies without minor units; every other amount has two decimals.
-WHOLE_CURRENCIES = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
-)
 
 
 # --- the products feed ------------------------------------------------------------------------------------------
@@ -194,48 +188,18 @@ def _tax_in(amount: Decimal, tax_percent: Decimal, currency: str) -> Decimal:
 # --- cells and CSV ----------------------------------------------------------------------------------------------
 
 
-def text_cell(value: str) -> str:
-    """A text value made safe for a spreadsheet: one that would start a formula gets a leading apostrophe. Only
-    text columns go through here, so negative numbers stay numbers."""
-    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
-
-
 def money_cell(amount: Decimal, currency: str | None) -> str:
     """An amount as an exact decimal string in the currency's minor unit (``29.00``, ``-2.90``, ``3490``)."""
     amount = amount.quantize(_minor_unit(currency or ""), rounding=ROUND_HALF_UP)
     return str(abs(amount) if amount == 0 else amount)  # never "-0.00"
 
 
-def csv_chunks(columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Iterator[str]:
-    """The CSV text of a header and rows, in chunks of about CHUNK_CHARACTERS. The csv module writes each row
-    into a pseudo-buffer that hands it straight back (Django's documented pattern for streaming CSV), so no more
-    than one chunk is ever held."""
-    writer = csv.writer(_Echo())
-    pending, size = [writer.writerow(columns)], 0
-    for row in rows:
-        line = writer.writerow(row)
-        pending.append(line)
-        size += len(line)
-        if size >= CHUNK_CHARACTERS:
-            yield "".join(pending)
-            pending, size = [], 0
-    yield "".join(pending)
-
-
-class _Echo:
-    """A file-like object whose ``write`` returns what it is given, so csv.writer.writerow returns the line."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _minor_unit(currency: str) -> Decimal:
-    return Decimal(1) if currency in WHOLE_CURRENCIES else Decimal("0.01")
+    return minor_unit(currency) if is_currency(currency) else Decimal("0.01")
 
 
 def _moment(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return moment(value).astimezone(UTC)
 
 
 def _timestamp(value: str) -> str:
