@@ -71,7 +71,9 @@ class VirtualstockSource:
         self.client = connections.virtualstock()
 
     def pending(self) -> Iterator[dict]:
-        return self.client.raw_orders(status="ORDER")
+        # Read the whole listing first: acknowledging an order takes it out of the ORDER listing, so paging by offset
+        # while acknowledging would skip a page's worth of orders each page.
+        return iter(list(self.client.raw_orders(status="ORDER")))
 
     def parse(self, raw: dict) -> IncomingOrder:
         return self._incoming(self.client.parse_order(raw))

@@ -30,6 +30,7 @@ once the credit is cancelled in Fulfil.
 
 import contextlib
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -98,6 +99,10 @@ class StockInFailed(DataError):
     exception_kind = "return_stock_in_failed"
 
 
+# While a run goes, returns put back in stock wait here for one stock push at its end.
+_PUSH_BATCH: ContextVar[list | None] = ContextVar("return_sync_push_batch", default=None)
+
+
 def object_ref(return_id: int) -> str:
     return f"centra:return:{return_id}"
 
@@ -110,6 +115,17 @@ def return_sync_run(*, counter: RunCounter | None = None) -> ReturnSummary:
     step further: credit it, then, once the warehouse is done with it, put its stock back; a cancelled one has its
     credit taken back. Each return goes through or becomes an exception on its own. The cursor moves on only when a
     whole run succeeds (run_flow keeps the summary); the first run reads every return."""
+    batch: list[tuple[Link, list[str]]] = []
+    token = _PUSH_BATCH.set(batch)
+    try:
+        summary = _sync_returns(counter)
+    finally:
+        _PUSH_BATCH.reset(token)
+    _push_batch(batch)
+    return summary
+
+
+def _sync_returns(counter: RunCounter | None) -> ReturnSummary:
     summary = ReturnSummary()
     client = connections.centra()
     cursor = _cursor()
@@ -464,10 +480,23 @@ def _stock_back(link: Link, centra_return: Return) -> bool:
         _put_back_at_master(link, centra_return, received)
         link_step_done(link, "stocked_in_at", received=received)
     skus = sorted(link.detail.get("received") or {})
+    batch = _PUSH_BATCH.get()
+    if batch is not None:  # a run pushes every return's SKUs together, once, at its end
+        batch.append((link, skus))
+        return True
     if skus:
         stock_push_run(skus=skus)  # the same targeted push a stock webhook starts
     link_step_done(link, "stock_pushed_at")
     return True
+
+
+def _push_batch(batch: list[tuple[Link, list[str]]]) -> None:
+    """One stock push for the SKUs of every return a run took back in; each return is marked pushed only after."""
+    skus = sorted({sku for _, link_skus in batch for sku in link_skus})
+    if skus:
+        stock_push_run(skus=skus)
+    for link, _ in batch:
+        link_step_done(link, "stock_pushed_at")
 
 
 def _received(link: Link) -> dict[str, int] | None:

@@ -37,9 +37,10 @@ def units_in_flight_record(link: Link, quantities: Mapping[str, int]) -> None:
             if int(quantity) > 0:
                 wanted[component] = wanted.get(component, 0) + int(quantity) * per_unit
     with transaction.atomic():
-        UnitsInFlight.objects.filter(link=link).exclude(sku__in=list(wanted)).delete()
-        for sku, quantity in wanted.items():
-            UnitsInFlight.objects.update_or_create(link=link, sku=sku, defaults={"quantity": quantity})
+        UnitsInFlight.objects.filter(link=link).delete()
+        UnitsInFlight.objects.bulk_create(
+            [UnitsInFlight(link=link, sku=sku, quantity=quantity) for sku, quantity in wanted.items()]
+        )
 
 
 def _bundle_components(skus: list[str]) -> dict[str, list[tuple[str, int]]]:

@@ -371,3 +371,12 @@ def test_a_marketplace_order_retried_from_the_queue_is_fetched_again_and_importe
     [order] = centra_orders(marketplace_brand)
     assert [line.sku for line in connections.centra().order(order["number"]).lines] == ["TEE100BLKM"]
     assert marketplace_brand("marketplace").state()["orders"]["MP-4"]["acknowledged_at"] is not None
+
+
+@pytest.mark.django_db
+def test_every_new_order_is_imported_in_one_run_however_many_pages_the_listing_has(brand):
+    brand("virtualstock").seed(orders=[vs_order(200 + n, f"JL-P{n}") for n in range(5)])
+    connections.virtualstock().page_size = 2  # acknowledging takes orders out of the listing as it is paged
+    summary = order_import_run()
+    assert (summary.examined, summary.imported) == (5, 5)
+    assert len(centra_orders(brand)) == 5
