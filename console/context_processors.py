@@ -8,10 +8,10 @@ from console.roles import ROLE_LABELS, user_roles
 SECTIONS = [
     ("Dashboard", "dashboard", ""),
     ("Exceptions", "exceptions:queue", ""),
-    ("Orders", None, "Order to cash"),
+    ("Orders", "orders:search", ""),
     ("Stock", None, "Stock sync"),
     ("Reconciliation", "reconciliation:overview", ""),
-    ("Runs", None, "Sync runs"),
+    ("Runs", "runs:list", ""),
     ("Mappings", "mappings", ""),
 ]
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import reconciliation, views
+from console import reconciliation, runs, trace, views
 from syncs import views as sync_views
 
 admin.site.site_header = "Switchyard administration"
@@ -28,6 +28,32 @@ urlpatterns = [
                     path("orders/<int:pk>/reopen/", reconciliation.order_day_reopen, name="reopen"),
                 ],
                 "reconciliation",
+            )
+        ),
+    ),
+    path(
+        "orders/",
+        include(
+            (
+                [
+                    path("", trace.search, name="search"),
+                    path("<int:pk>/", trace.trace, name="trace"),
+                ],
+                "orders",
+            )
+        ),
+    ),
+    path(
+        "runs/",
+        include(
+            (
+                [
+                    path("", runs.run_list, name="list"),
+                    path("live/", runs.live, name="live"),
+                    path("start/", runs.start, name="start"),
+                    path("<int:pk>/", runs.detail, name="detail"),
+                ],
+                "runs",
             )
         ),
     ),

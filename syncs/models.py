@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class InboundWebhook(models.Model):
@@ -75,10 +76,31 @@ class Link(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "source_system", "source_ref"], name="link_once_per_source")
         ]
-        indexes = [models.Index(fields=["kind", "fulfil_id"]), models.Index(fields=["kind", "centra_id"])]
+        indexes = [
+            models.Index(fields=["kind", "fulfil_id"]),
+            models.Index(fields=["kind", "centra_id"]),
+            # The order trace finds a reference however it is typed: one index look-up on either database.
+            models.Index(Lower("source_ref"), name="link_source_ref_any_case"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.source_system}:{self.source_ref}"
+
+
+class LinkRef(models.Model):
+    """An identifier people quote for a link that no Link column holds — a parcel's tracking number, Fulfil's
+    shipment number — lower-cased, one row each, so the order trace finds the order with one index look-up.
+    Written by the flows through ``syncs.link_refs.link_identifiers_record``."""
+
+    link = models.ForeignKey(Link, on_delete=models.CASCADE, related_name="refs")
+    ref = models.CharField(max_length=200)
+    what = models.CharField(max_length=30, help_text="Which identifier it is, e.g. tracking_number.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ref", "link"], name="link_ref_once")]
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.ref}"
 
 
 class SyncRun(models.Model):
@@ -101,7 +123,11 @@ class SyncRun(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["flow", "-started_at"])]
+        indexes = [
+            models.Index(fields=["flow", "-started_at"]),
+            # The runs page by status (the running ones every few seconds), with or without a flow, newest first.
+            models.Index(fields=["status", "flow", "-id"], name="syncrun_by_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.flow} run {self.started_at:%Y-%m-%d %H:%M:%S}"

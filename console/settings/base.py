@@ -370,3 +370,28 @@ IP_FEED_WAREHOUSE = env.str("IP_FEED_WAREHOUSE", default="Centra")
 IP_FEED_VENDOR = env.str("IP_FEED_VENDOR", default="")
 # The sales-orders feed holds the orders placed in the last this many days (a request may ask for more with ?since=).
 IP_FEED_SALES_DAYS = env.int("IP_FEED_SALES_DAYS", default=365)
+
+# --- Metrics, health and alerts -----------------------------------------------------------------------------------
+# /metrics (Prometheus text format) answers a request bearing this token (Authorization: Bearer …) and signed-in
+# staff; with no token set, only staff. /healthz answers anyone and says only which checks pass.
+METRICS_TOKEN = secret("METRICS_TOKEN", "")
+# Alerts are judged every minute; each is told once when raised and once when it clears, by e-mail to these
+# addresses and to a Slack-compatible incoming webhook (either may be left empty).
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = secret("ALERT_WEBHOOK_URL", "")
+# Stock: a channel with more than this share of its SKUs holding a change it has not confirmed for
+# STOCK_STALE_MINUTES, or any one SKU waiting longer than ALERT_STOCK_STALE_MAX_MINUTES (0: only the share counts).
+ALERT_STOCK_STALE_SHARE = env.float("ALERT_STOCK_STALE_SHARE", default=0.05)
+ALERT_STOCK_STALE_MAX_MINUTES = env.int("ALERT_STOCK_STALE_MAX_MINUTES", default=360)
+# Orders: more than this many open order_stalled exceptions.
+ALERT_ORDERS_STALLED = env.int("ALERT_ORDERS_STALLED", default=10)
+# Exceptions: more new ones in the last hour than ALERT_EXCEPTIONS_PER_HOUR, or than ALERT_EXCEPTIONS_SPIKE_FACTOR
+# times the hourly average of the ALERT_EXCEPTIONS_BASELINE_HOURS before it (never for ALERT_EXCEPTIONS_SPIKE_MIN or
+# fewer).
+ALERT_EXCEPTIONS_PER_HOUR = env.int("ALERT_EXCEPTIONS_PER_HOUR", default=200)
+ALERT_EXCEPTIONS_SPIKE_FACTOR = env.float("ALERT_EXCEPTIONS_SPIKE_FACTOR", default=5.0)
+ALERT_EXCEPTIONS_SPIKE_MIN = env.int("ALERT_EXCEPTIONS_SPIKE_MIN", default=20)
+ALERT_EXCEPTIONS_BASELINE_HOURS = env.int("ALERT_EXCEPTIONS_BASELINE_HOURS", default=24)
+# Connections: more than this many open api_unavailable or auth_failed exceptions against one system.
+ALERT_CONNECTION_FAILURES = env.int("ALERT_CONNECTION_FAILURES", default=0)
+# The worker: no heartbeat for WORKER_HEARTBEAT_STALE_AFTER seconds (above).

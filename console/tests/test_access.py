@@ -13,6 +13,8 @@ PUBLIC = {
     "/login/",  # where people sign in
     "/admin/login/",  # the admin's own sign-in page
 }
+# Answer without a login, 200 when healthy and 503 when not (this test records no worker heartbeat).
+HEALTH_CHECKS = {"/healthz"}  # load balancers; says which checks pass and nothing more (console/tests/test_metrics.py)
 
 
 def sample_path(pattern) -> str:
@@ -48,6 +50,10 @@ def test_the_url_walk_finds_the_console_and_the_admin():
 def test_every_url_refuses_anonymous_users(client, url):
     if url in PUBLIC:
         assert client.get(url).status_code == 200
+        return
+    if url in HEALTH_CHECKS:
+        assert client.get(url).status_code in (200, 503)
+        assert client.post(url).status_code == 405
         return
     for method in (client.get, client.post):
         response = method(url)

@@ -42,6 +42,7 @@ from syncs.connectors.fulfil import Shipment
 from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
+from syncs.link_refs import link_identifiers_record
 from syncs.links import link_step_done, order_lock
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, moment
@@ -146,6 +147,13 @@ def shipment_sync_one(*, shipment: Shipment) -> str:
         link.refresh_from_db()
         if link.detail.get("synced_at"):  # another worker finished it while this one waited
             return ALREADY_SYNCED
+        link_identifiers_record(
+            link,
+            shipment_number=shipment.number,
+            tracking_number=shipment.tracking_number,
+            carrier=shipment.carrier,
+            carrier_service=shipment.carrier_service,
+        )
         _centra_create(link, order_link, shipment)
         if link.centra_id:
             _centra_complete(link, order_link, shipment)
