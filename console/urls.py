@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console import reconciliation, runs, trace, views
+from console.health import healthz, metrics
 from syncs import views as sync_views
 
 admin.site.site_header = "Switchyard administration"
@@ -62,4 +63,7 @@ urlpatterns = [
     path("webhooks/<slug:system>/", sync_views.webhook, name="webhook"),
     path("feeds/inventory-planner/", include("syncs.feed_urls")),
     path("admin/", admin.site.urls),
+    # Outside the sign-in: Prometheus scrapes /metrics with a token; load balancers call /healthz.
+    path("metrics", metrics, name="metrics"),
+    path("healthz", healthz, name="healthz"),
 ]
