@@ -78,6 +78,10 @@ class SyncException(models.Model):
                 condition=Q(status__in=ACTIVE),
             ),
             models.Index(fields=["first_seen", "id"], name="exc_active_age", condition=Q(status__in=ACTIVE)),
+            # The queue's depth by team, kind and status with the oldest of each (the dashboard, /metrics, alerts).
+            models.Index(
+                fields=["team", "kind", "status", "first_seen"], name="exc_active_depth", condition=Q(status__in=ACTIVE)
+            ),
             models.Index(fields=["-last_seen", "-id"], name="exc_active_newest", condition=Q(status__in=ACTIVE)),
             models.Index(
                 fields=["team", "-priority", "-value_rank", "first_seen", "id"],
