@@ -1,10 +1,12 @@
 """Reads for the console pages."""
 
+import ast
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Count, F, Max, Min, Q
+from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import capfirst
@@ -26,6 +28,7 @@ from mappings.models import (
     TaxMapping,
 )
 from syncs.connections import ConnectionSummary, connection_summaries
+from syncs.models import SyncRun
 
 MAPPING_TABLES = [
     (SkuMapping, "Centra SKUs and the codes other systems know them by."),
@@ -144,8 +147,6 @@ def connections() -> list[ConnectionSummary]:
 
 def open_exceptions_by_team() -> list[dict]:
     """Active exceptions per owning team, with the oldest, for the dashboard."""
-    from django.db.models import Count, Min
-
     from exceptions.kinds import TEAMS
     from exceptions.models import ACTIVE, SyncException
 
@@ -165,3 +166,342 @@ def open_exceptions_by_team() -> list[dict]:
         }
         for team, label in TEAMS.items()
     ]
+
+
+# --- the dashboard's cards ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlowCard:
+    flow: str
+    label: str
+    last_run: SyncRun | None
+    last_success_at: datetime | None
+    lag: timedelta | None  # how far behind its source the flow is, where that is known
+    lag_from: datetime | None  # the moment ``lag`` is measured from
+    lag_basis: str  # what ``lag`` measures, in words
+    next_run: datetime | None
+    open_exceptions: int
+
+
+def flow_cards(*, now: datetime, oldest_stock_waiting: datetime | None = None) -> list[FlowCard]:
+    """One card per registered flow: its latest run, when it last succeeded, how far behind its source it is, when
+    the scheduler runs it next, and its open exceptions.
+
+    Lag: for a flow that reads its source incrementally, the age of the newest source change its last successful run
+    read (its cursor); for the stock push, the age of the oldest change a channel has not confirmed
+    (``oldest_stock_waiting``, from ``stock_freshness``); otherwise unknown. The next run is the earliest django-q
+    schedule of ``syncs.tasks.run`` for the flow (its regular one, or an event's follow-up). Two index look-ups per
+    flow over ``(flow, -started_at)``, one for the schedules and one GROUP BY over the active exceptions."""
+    from exceptions.models import ACTIVE, SyncException
+    from syncs.flows import FLOWS
+    from syncs.flows.stock_push import FLOW as STOCK_PUSH
+    from syncs.runs import moment
+
+    next_runs = _next_flow_runs()
+    open_counts = dict(
+        SyncException.objects.filter(status__in=ACTIVE, flow__in=list(FLOWS))
+        .values_list("flow")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    cards = []
+    for flow in FLOWS:
+        runs = SyncRun.objects.filter(flow=flow).order_by("-started_at")
+        last_run = runs.first()
+        success = last_run
+        if last_run is not None and last_run.status != SyncRun.Status.SUCCEEDED:
+            success = runs.filter(status=SyncRun.Status.SUCCEEDED).first()
+        cursor = next((success.summary.get(key) for key in CURSOR_KEYS if success and success.summary.get(key)), None)
+        lag_from, basis = None, ""
+        if cursor:
+            lag_from, basis = moment(cursor), "newest source change read"
+        elif flow == STOCK_PUSH and oldest_stock_waiting is not None:
+            lag_from, basis = oldest_stock_waiting, "oldest change not yet confirmed"
+        cards.append(
+            FlowCard(
+                flow=flow,
+                label=flow.replace("_", " ").capitalize(),
+                last_run=last_run,
+                last_success_at=(success.finished_at or success.started_at) if success else None,
+                lag=max(now - lag_from, timedelta(0)) if lag_from else None,
+                lag_from=lag_from,
+                lag_basis=basis,
+                next_run=next_runs.get(flow),
+                open_exceptions=open_counts.get(flow, 0),
+            )
+        )
+    return cards
+
+
+# The summary keys in which flows record the newest source change a run read (syncs.runs).
+CURSOR_KEYS = ("cursor", "centra_cursor")
+
+
+def _next_flow_runs() -> dict[str, datetime]:
+    """Per flow, the earliest next run of any schedule of ``syncs.tasks.run`` for it."""
+    earliest: dict[str, datetime] = {}
+    for args, next_run in Schedule.objects.filter(func="syncs.tasks.run").values_list("args", "next_run"):
+        try:
+            flow = ast.literal_eval(f"({args},)")[0] if args else None
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(flow, str) and next_run and (flow not in earliest or next_run < earliest[flow]):
+            earliest[flow] = next_run
+    return earliest
+
+
+@dataclass
+class ExceptionGroup:
+    team: str
+    team_label: str
+    kind: str
+    kind_label: str
+    count: int
+    oldest: datetime
+
+
+def open_exceptions_by_team_and_kind() -> list[ExceptionGroup]:
+    """The active exceptions (open or retrying) by team and kind, each with its oldest: one GROUP BY over the
+    active rows. Largest groups first within each team."""
+    from exceptions.kinds import KINDS, TEAMS
+    from exceptions.models import ACTIVE, SyncException
+
+    rows = (
+        SyncException.objects.filter(status__in=ACTIVE)
+        .values("team", "kind")
+        .annotate(count=Count("id"), oldest=Min("first_seen"))
+        .order_by()
+    )
+    team_order = list(TEAMS)
+    groups = [
+        ExceptionGroup(
+            team=row["team"],
+            team_label=TEAMS.get(row["team"], row["team"]),
+            kind=row["kind"],
+            kind_label=KINDS[row["kind"]].label if row["kind"] in KINDS else row["kind"],
+            count=row["count"],
+            oldest=row["oldest"],
+        )
+        for row in rows
+    ]
+    groups.sort(key=lambda g: (team_order.index(g.team) if g.team in team_order else len(team_order), -g.count))
+    return groups
+
+
+@dataclass
+class TrendDay:
+    day: date
+    count: int
+    x: float  # the bar's place and size in the chart's own units (``Trend.WIDTH`` × ``Trend.HEIGHT``)
+    y: float
+    height: float
+
+
+@dataclass
+class Trend:
+    days: list[TrendDay]
+    total: int
+    peak: int
+    bar_width: float
+
+    WIDTH = 280
+    HEIGHT = 60
+    BAR_GAP = 2
+
+
+def exception_trend(*, now: datetime, days: int = 14) -> Trend:
+    """New exceptions per day (by when each was first seen, in the console's time zone) over the last ``days``
+    days, today included, with each day's bar laid out for the dashboard's inline SVG chart. One COUNT grouped by
+    day over the ``(status, first_seen)`` index (every status named, so its range scan applies)."""
+    from exceptions.models import Status, SyncException
+
+    today = timezone.localdate(now)
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    counts = dict(
+        SyncException.objects.filter(status__in=Status.values, first_seen__gte=start)
+        .annotate(day=TruncDate("first_seen", tzinfo=timezone.get_current_timezone()))
+        .values_list("day")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    peak = max(counts.values(), default=0)
+    width = Trend.WIDTH / days
+    trend_days = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        count = counts.get(day, 0)
+        height = round(Trend.HEIGHT * count / peak, 1) if peak else 0.0
+        if count and height < 1:
+            height = 1.0  # a day with any exception stays visible beside a tall one
+        trend_days.append(
+            TrendDay(
+                day=day,
+                count=count,
+                x=round(offset * width, 1),
+                y=round(Trend.HEIGHT - height, 1),
+                height=height,
+            )
+        )
+    bar_width = round(width - Trend.BAR_GAP, 1)
+    return Trend(days=trend_days, total=sum(counts.values()), peak=peak, bar_width=bar_width)
+
+
+@dataclass
+class ChannelFreshness:
+    code: str
+    name: str
+    pairs: int
+    confirmed: int  # acknowledged by the channel within STOCK_STALE_MINUTES
+    stale: int  # a change waiting, last confirmed longer ago than STOCK_STALE_MINUTES (the stock_stale rule)
+    oldest_waiting: datetime | None  # the oldest confirmation among the pairs with a change waiting
+
+    @property
+    def confirmed_percent(self) -> float:
+        return 100.0 * self.confirmed / self.pairs if self.pairs else 100.0
+
+
+def stock_freshness(*, now: datetime) -> list[ChannelFreshness]:
+    """Per channel, its SKU × channel pairs, how many the channel acknowledged within STOCK_STALE_MINUTES, and how
+    many are stale by the stock push's own rule (a new figure waiting, last confirmed longer ago than that). One
+    GROUP BY over the stock states by channel id, then the few channels' names."""
+    from mappings.models import Channel
+    from syncs.models import StockState
+
+    cutoff = now - timedelta(minutes=settings.STOCK_STALE_MINUTES)
+    waiting = Q(pushed_value__isnull=True) | ~Q(pushed_value=F("ats"))
+    rows = {
+        row["channel_id"]: row
+        for row in StockState.objects.values("channel_id")
+        .annotate(
+            pairs=Count("id"),
+            confirmed=Count("id", filter=Q(acknowledged_at__gte=cutoff)),
+            stale=Count("id", filter=waiting & (Q(acknowledged_at__lt=cutoff) | Q(acknowledged_at__isnull=True))),
+            oldest_waiting=Min("acknowledged_at", filter=waiting),
+        )
+        .order_by()
+    }
+    channels = Channel.objects.filter(pk__in=rows).order_by("code").values_list("pk", "code", "name")
+    return [
+        ChannelFreshness(
+            code=code,
+            name=name,
+            pairs=rows[pk]["pairs"],
+            confirmed=rows[pk]["confirmed"],
+            stale=rows[pk]["stale"],
+            oldest_waiting=rows[pk]["oldest_waiting"],
+        )
+        for pk, code, name in channels
+    ]
+
+
+@dataclass
+class CaptureWait:
+    count: int
+    oldest: datetime | None  # when Switchyard first saw the longest-waiting order
+
+
+def orders_waiting_capture() -> CaptureWait:
+    """Orders held from Fulfil until their payment is captured (``detail.waiting = "capture"``, set by the order
+    export), with the longest-waiting one."""
+    from syncs.models import Link
+
+    figures = Link.objects.filter(kind=Link.Kind.ORDER, exported_at__isnull=True, detail__waiting="capture").aggregate(
+        count=Count("id"), oldest=Min("created_at")
+    )
+    return CaptureWait(count=figures["count"], oldest=figures["oldest"])
+
+
+@dataclass
+class RateWindow:
+    calls: int
+    limit: int
+    seconds: float
+
+    @property
+    def used_percent(self) -> float:
+        return min(100.0, 100.0 * self.calls / self.limit) if self.limit else 0.0
+
+    @property
+    def label(self) -> str:
+        seconds = self.seconds
+        if seconds >= 3600:
+            span = f"{seconds / 3600:g} h"
+        elif seconds >= 60:
+            span = f"{seconds / 60:g} min"
+        else:
+            span = f"{seconds:g} s"
+        return f"{self.calls:,} of {self.limit:,} in {span}"
+
+
+@dataclass
+class RateBucket:
+    key: str
+    windows: list[RateWindow]
+    shared: bool  # counted across every worker (a RateBudget row); else each process paces itself, unseen here
+
+    @property
+    def headroom_percent(self) -> float:
+        """The smallest share of any window still free."""
+        return 100.0 - max((window.used_percent for window in self.windows), default=0.0)
+
+
+@dataclass
+class ConnectionHealthCard:
+    summary: ConnectionSummary
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str
+    buckets: list[RateBucket]
+
+    @property
+    def failing(self) -> bool:
+        """The latest outcome was an error."""
+        return self.last_error_at is not None and (
+            self.last_success_at is None or self.last_error_at > self.last_success_at
+        )
+
+
+def connection_health(*, now: datetime) -> list[ConnectionHealthCard]:
+    """Each connection: where it points, when it last answered and last failed (``syncs.connection_health``, the
+    error short and redacted), and its rate-limit headroom — the calls every worker made in each window of each
+    bucket (the shared ``RateBudget`` rows) against the limits the configured clients pace to. Two queries."""
+    from syncs.connections import rate_buckets
+    from syncs.models import ConnectionHealth, RateBudget
+
+    health = {row.system: row for row in ConnectionHealth.objects.all()}
+    buckets = rate_buckets()
+    shared = settings.RATE_LIMITS_SHARED
+    keys = [key for system_buckets in buckets.values() for key, _ in system_buckets]
+    calls = dict(RateBudget.objects.filter(key__in=keys).values_list("key", "calls")) if shared else {}
+    at = now.timestamp()
+    cards = []
+    for summary in connection_summaries():
+        row = health.get(summary.system)
+        cards.append(
+            ConnectionHealthCard(
+                summary=summary,
+                last_success_at=row.last_success_at if row else None,
+                last_error_at=row.last_error_at if row else None,
+                last_error=row.last_error if row else "",
+                buckets=[
+                    RateBucket(
+                        key=key,
+                        windows=[
+                            RateWindow(
+                                calls=sum(
+                                    1 for call in calls.get(key, []) if at - call < seconds
+                                ),  # leased places: up to 1 s ahead
+                                limit=limit,
+                                seconds=seconds,
+                            )
+                            for limit, seconds in windows
+                        ],
+                        shared=shared,
+                    )
+                    for key, windows in buckets.get(summary.system, [])
+                ],
+            )
+        )
+    return cards

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from syncs.connection_health import connection_health_observe
 from syncs.connectors.centra import CentraClient
 from syncs.connectors.fulfil import FulfilClient
 from syncs.connectors.http import Timeouts
@@ -33,9 +34,11 @@ REQUIRED = {
 
 
 def _shared(client):
-    """Give the client's request limiter a budget shared by every worker (RATE_LIMITS_SHARED)."""
+    """Give the client's request limiter a budget shared by every worker (RATE_LIMITS_SHARED), and note its calls'
+    outcomes for the dashboard (syncs.connection_health)."""
     if settings.RATE_LIMITS_SHARED:
         client.session.rate_limiter = shared_like(f"{client.session.system}:requests", client.session.rate_limiter)
+    connection_health_observe(client.session)
     return client
 
 
@@ -58,6 +61,7 @@ def centra() -> CentraClient:
     )
     if settings.RATE_LIMITS_SHARED:
         client.mutation_limiter = shared_like("centra:mutations", client.mutation_limiter)
+    connection_health_observe(client.order_api)
     return _shared(client)
 
 
@@ -141,3 +145,25 @@ def connection_summaries() -> list[ConnectionSummary]:
             )
         )
     return summaries
+
+
+CLIENTS = {
+    "centra": centra,
+    "fulfil": fulfil,
+    "virtualstock": virtualstock,
+    "inventory_planner": inventory_planner,
+    "marketplace": marketplace,
+}
+
+
+def rate_buckets() -> dict[str, list[tuple[str, list[tuple[int, float]]]]]:
+    """Per system, each of its rate-limit buckets: the shared budget's key (a ``RateBudget`` row, when
+    RATE_LIMITS_SHARED) and the limiter's windows, ``(calls, seconds)``. Builds the clients; calls nothing."""
+    buckets = {}
+    for system, client_for in CLIENTS.items():
+        client = client_for()
+        limiters = [(f"{system}:requests", client.session.rate_limiter)]
+        if system == "centra":
+            limiters.append(("centra:mutations", client.mutation_limiter))
+        buckets[system] = [(key, limiter.windows) for key, limiter in limiters if limiter is not None]
+    return buckets

@@ -269,3 +269,19 @@ class ProductState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku} on {self.channel_id}"
+
+
+class ConnectionHealth(models.Model):
+    """When Switchyard last reached one external system and when a call to it last failed, for the dashboard.
+    Written by ``syncs.connection_health`` at most every few seconds per system and process, never per call."""
+
+    system = models.CharField(max_length=30, unique=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, help_text="The error, short and redacted.")
+
+    class Meta:
+        verbose_name_plural = "connection health"
+
+    def __str__(self) -> str:
+        return f"{self.system} health"
