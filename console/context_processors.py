@@ -9,7 +9,7 @@ SECTIONS = [
     ("Dashboard", "dashboard", ""),
     ("Exceptions", "exceptions:queue", ""),
     ("Orders", "orders:search", ""),
-    ("Stock", None, "Stock sync"),
+    ("Stock", "stock:pairs", ""),
     ("Reconciliation", "reconciliation:overview", ""),
     ("Runs", "runs:list", ""),
     ("Mappings", "mappings", ""),

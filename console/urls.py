@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import reconciliation, runs, trace, views
+from console import reconciliation, runs, stock, trace, views
 from console.health import healthz, metrics
 from syncs import views as sync_views
 
@@ -29,6 +29,20 @@ urlpatterns = [
                     path("orders/<int:pk>/reopen/", reconciliation.order_day_reopen, name="reopen"),
                 ],
                 "reconciliation",
+            )
+        ),
+    ),
+    path(
+        "stock/",
+        include(
+            (
+                [
+                    path("", stock.pairs, name="pairs"),
+                    # SKUs may hold a slash: the buffer route goes first, so a SKU's page never swallows it.
+                    path("<path:sku>/buffers/<slug:channel_code>/", stock.buffer_edit, name="buffer"),
+                    path("<path:sku>/", stock.sku_detail, name="sku"),
+                ],
+                "stock",
             )
         ),
     ),

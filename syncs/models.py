@@ -133,6 +133,16 @@ class SyncRun(models.Model):
         return f"{self.flow} run {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
+# Pairs the stock page picks out, each with its own partial index (the stock page's filters at 300,000 pairs):
+# a value not yet accepted by the channel (stale, too, when its last confirmation is older than STOCK_STALE_MINUTES),
+# a channel showing something else than what it last accepted, nothing to sell.
+STOCK_PENDING = models.Q(pushed_value__isnull=True) | ~models.Q(pushed_value=models.F("ats"))
+STOCK_DRIFT = models.Q(channel_value__isnull=False) & (
+    models.Q(pushed_value__isnull=True) | ~models.Q(channel_value=models.F("pushed_value"))
+)
+STOCK_ZERO = models.Q(ats=0)
+
+
 class StockState(models.Model):
     """What Switchyard knows of one SKU on one channel: the stock master's latest reading and its version, the
     available-to-sell computed from it, and what the channel last accepted — so only changes are sent, and an
@@ -156,7 +166,17 @@ class StockState(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["channel", "sku"], name="stock_state_once")]
-        indexes = [models.Index(fields=["channel", "acknowledged_at"])]
+        indexes = [
+            models.Index(fields=["channel", "acknowledged_at"]),
+            # The stock page lists pairs by SKU, finds SKUs by prefix (LIKE 'TEE1%' needs the pattern operator
+            # class unless the database collation is C) or product number, and each of its filters in SKU order.
+            models.Index(fields=["sku", "channel"], name="stock_state_by_sku"),
+            models.Index(fields=["sku"], name="stock_state_sku_prefix", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["product_number"], name="stock_state_product"),
+            models.Index(fields=["sku", "channel"], name="stock_state_pending", condition=STOCK_PENDING),
+            models.Index(fields=["sku", "channel"], name="stock_state_drift", condition=STOCK_DRIFT),
+            models.Index(fields=["sku", "channel"], name="stock_state_zero", condition=STOCK_ZERO),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku} on {self.channel_id}: {self.ats}"

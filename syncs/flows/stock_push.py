@@ -35,7 +35,7 @@ from django.utils import timezone
 from exceptions.models import ACTIVE, SyncException
 from exceptions.registry import AlreadyRecorded, register_retry_handler
 from exceptions.services import failure_record, objects_succeeded
-from mappings.models import Bundle, Channel, StockBuffer, System
+from mappings.models import Bundle, Channel, System
 from mappings.services import MissingMapping, skus_mapped, stock_statuses
 from syncs import connections
 from syncs.connectors import centra, virtualstock
@@ -45,9 +45,10 @@ from syncs.connectors.http import calls_counted
 from syncs.connectors.marketplace import MAX_OFFER_PAGE, StockUpdate
 from syncs.links import advisory_lock
 from syncs.models import StockState
-from syncs.stock.ats import Buffer, available_to_sell, bundle_available
+from syncs.stock.ats import available_to_sell, bundle_available
 from syncs.stock.in_flight import STATUS as IN_FLIGHT
 from syncs.stock.in_flight import units_in_flight
+from syncs.stock.rules import buffer_lookup, statuses_without_rule, subtracted_statuses
 
 FLOW = "stock_push"
 logger = logging.getLogger("switchyard.stock")
@@ -222,12 +223,7 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
     is one exception, and the SKUs holding stock in it are left alone until a rule exists."""
     master = settings.STOCK_MASTER
     rules = stock_statuses(system=master)
-    unknown = {
-        status
-        for reading in readings.values()
-        for status, qty in reading.statuses.items()
-        if qty and status.lower() not in rules and status != IN_FLIGHT
-    }
+    unknown = {status for reading in readings.values() for status in statuses_without_rule(reading.statuses, rules)}
     for status in sorted(unknown):
         failure_record(
             flow=FLOW,
@@ -238,8 +234,7 @@ def _subtracted(readings: dict[str, Reading]) -> set[str]:
             system=master,
             context={"all": True},
         )
-    known = {status.lower() for status, subtract in rules.items() if subtract}
-    return known | {IN_FLIGHT} | {f"unknown:{status}" for status in unknown}
+    return subtracted_statuses(rules) | {f"unknown:{status}" for status in unknown}
 
 
 def _push_channel(
@@ -336,7 +331,7 @@ def _apply_readings(
 ) -> None:
     """Record each reading (unless the state already holds a newer one) and compute ATS, bundles from components.
     Writes the rows whose figures changed; of the others, only the master version moves."""
-    buffers = _buffers(channel)
+    buffers = buffer_lookup(channel)
     changed, unchanged = [], []
 
     def record(state: StateRow, version: datetime | None, figures: tuple) -> None:
@@ -383,24 +378,6 @@ def _apply_readings(
             record(state, version, (state.master_on_hand, state.master_statuses, state.product_number, ats))
     _states_save(changed, ["master_on_hand", "master_statuses", "master_version", "product_number", "ats"])
     _versions_move(unchanged)
-
-
-def _buffers(channel: Channel):
-    """A look-up of the buffer rule for (sku, product number) on ``channel``: SKU, then product, then channel."""
-    by_sku, by_product, default = {}, {}, Buffer()
-    for rule in StockBuffer.objects.filter(channel=channel):
-        buffer = Buffer(rule.buffer, rule.max_quantity, rule.zero_at_or_below)
-        if rule.centra_sku:
-            by_sku[rule.centra_sku.lower()] = buffer
-        elif rule.product_number:
-            by_product[rule.product_number.lower()] = buffer
-        else:
-            default = buffer
-
-    def lookup(sku: str, product_number: str) -> Buffer:
-        return by_sku.get(sku.lower()) or by_product.get((product_number or "").lower()) or default
-
-    return lookup
 
 
 def _hold_zero_outs(
