@@ -261,9 +261,10 @@ def sandbox_start():
     for client in (connections.centra, connections.fulfil, connections.virtualstock, connections.marketplace):
         client.cache_clear()
     # A limiter keeps the moment of every call in its longest window (an hour for Centra's mutations) and, shared,
-    # rewrites them in its database row on each call: unpaced, that would be every call of the last hour. The
-    # raised limits get a short window as well, so the bookkeeping stays the size it has at the published limits.
-    windows = [(RAISED, 0.1)]
+    # rewrites them in its database row when it takes places: unpaced, that would be every call of the last hour.
+    # The raised limits get a one-second window (the shortest published one, Fulfil's), so the bookkeeping stays
+    # the size it has at the published limits and places are taken ahead as they would be there.
+    windows = [(RAISED, 1.0)]
     base = SharedRateLimiter if settings.RATE_LIMITS_SHARED else RateLimiter
 
     class TimedLimiter(base):
