@@ -68,7 +68,9 @@ def test_every_flow_has_a_card_even_before_it_ever_ran(ada, client_for):
 
 def test_a_flow_card_shows_its_last_run_its_items_and_its_lag_behind_the_source(ada, client_for):
     cursor = (timezone.now() - timedelta(minutes=42)).isoformat()
-    run_flow(flow="shipment_sync", action=lambda counter: {"examined": 7, "failed": 2, "cursor": cursor}, trigger="manual")
+    run_flow(
+        flow="shipment_sync", action=lambda counter: {"examined": 7, "failed": 2, "cursor": cursor}, trigger="manual"
+    )
     unmapped_sku("SHP-1", flow="shipment_sync")
 
     response = dashboard(client_for(ada))
