@@ -19,9 +19,10 @@ def _flows_card(now: datetime, freshness: list[selectors.ChannelFreshness] | Non
 
 
 def _exceptions_card(now: datetime) -> dict:
+    groups = selectors.open_exceptions_by_team_and_kind()
     return {
-        "exception_teams": selectors.open_exceptions_by_team(),
-        "exception_groups": selectors.open_exceptions_by_team_and_kind(),
+        "exception_teams": selectors.exception_team_totals(groups),
+        "exception_groups": groups,
         "trend": selectors.exception_trend(now=now),
     }
 

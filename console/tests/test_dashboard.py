@@ -298,3 +298,20 @@ def test_every_role_sees_every_card(erin, fred, cora, olga, client_for):
 def test_the_sandbox_counts_no_calls_for_showing_the_dashboard(connected, control, ada, client_for):
     dashboard(client_for(ada))
     assert all(control(system).calls() == [] for system in connections.LABELS if system != "inventory_planner")
+
+
+def test_team_totals_add_up_the_groups_as_the_per_team_count_does(ada, client_for):
+    from console import selectors
+
+    for ref in ("ORD-1", "ORD-2"):
+        unmapped_sku(ref)
+    failure_record(
+        flow="shipment_sync",
+        object_type="shipment",
+        object_ref="CS1",
+        error=DataError("no carrier mapping", system="virtualstock", operation="dispatch"),
+        title="Shipment CS1 has a carrier nobody mapped",
+        kind_code="unmapped_carrier",
+    )
+    totals = selectors.exception_team_totals(selectors.open_exceptions_by_team_and_kind())
+    assert totals == selectors.open_exceptions_by_team()
