@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 
 
@@ -81,6 +82,11 @@ class Link(models.Model):
             models.Index(fields=["kind", "centra_id"]),
             # The order trace finds a reference however it is typed: one index look-up on either database.
             models.Index(Lower("source_ref"), name="link_source_ref_any_case"),
+            # Orders waiting for their payment's capture: the export looks at them every run, the dashboard and
+            # /metrics count them; a handful among every order ever made.
+            models.Index(
+                fields=["kind", "created_at"], name="link_waiting_capture", condition=Q(detail__waiting="capture")
+            ),
         ]
 
     def __str__(self) -> str:
