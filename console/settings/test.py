@@ -10,3 +10,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Each test builds its own clients; the few tests of the shared budget turn it on.
 RATE_LIMITS_SHARED = False
+# Figures the console keeps for a few seconds in production are measured afresh on every request in tests.
+METRICS_CACHE_SECONDS = 0
+DASHBOARD_TREND_CACHE_SECONDS = 0

@@ -337,3 +337,18 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_scrapes_within_the_cache_time_share_one_measure(client, token, settings):
+    from django.core.cache import cache
+
+    settings.METRICS_CACHE_SECONDS = 60
+    cache.clear()
+    before = scrape(client, authorization=f"Bearer {token}")
+    refused = DataError("refused", system="centra", operation="create order")
+    failure_record(flow="order_import", object_type="order", object_ref="VS-9", error=refused, title="VS-9 refused")
+    with CaptureQueriesContext(connection) as queries:
+        again = scrape(client, authorization=f"Bearer {token}")
+    assert again == before and len(queries) <= 2  # the session's user at most: nothing measured again
+    cache.clear()
+    assert scrape(client, authorization=f"Bearer {token}") != before
