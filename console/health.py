@@ -6,6 +6,7 @@ METRICS_TOKEN or to signed-in staff; with no token configured, anyone else is to
 messages (those go to the log).
 """
 
+import hashlib
 import hmac
 import logging
 from datetime import datetime
@@ -45,7 +46,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     # Measured at most every METRICS_CACHE_SECONDS (several scrapers, or a person refreshing, share one measure):
     # ~30 aggregate queries, a few hundred ms at a million exceptions.
     body = cache.get_or_set(
-        f"metrics:{content_type}",
+        f"metrics:{hashlib.sha256(content_type.encode()).hexdigest()[:16]}",
         lambda: encode(_Snapshot(metric_families(now=timezone.now()))),
         settings.METRICS_CACHE_SECONDS,
     )

@@ -377,8 +377,9 @@ IP_FEED_SALES_DAYS = env.int("IP_FEED_SALES_DAYS", default=365)
 METRICS_TOKEN = secret("METRICS_TOKEN", "")
 # /metrics is measured at most this often (Prometheus scrapes every 15-60 s; several scrapers share one measure).
 METRICS_CACHE_SECONDS = env.int("METRICS_CACHE_SECONDS", default=10)
-# The dashboard's 14-day exception trend (a count per day) is recounted at most this often.
-DASHBOARD_TREND_CACHE_SECONDS = env.int("DASHBOARD_TREND_CACHE_SECONDS", default=60)
+# The dashboard's heavier figures (the 14-day exception trend, stock freshness) are measured at most this often
+# (its cards refresh every 30 s).
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=30)
 # Alerts are judged every minute; each is told once when raised and once when it clears, by e-mail to these
 # addresses and to a Slack-compatible incoming webhook (either may be left empty).
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])

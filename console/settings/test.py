@@ -12,4 +12,4 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 RATE_LIMITS_SHARED = False
 # Figures the console keeps for a few seconds in production are measured afresh on every request in tests.
 METRICS_CACHE_SECONDS = 0
-DASHBOARD_TREND_CACHE_SECONDS = 0
+DASHBOARD_CACHE_SECONDS = 0
