@@ -85,6 +85,7 @@ SHIPMENT_FIELDS = [
     "write_date",
     "moves",
 ]
+ADDRESS_FIELDS = ("name", "street", "street_bis", "city", "zip", "country", "subdivision")
 MOVE_FIELDS = ["product", "product.code", "quantity", "origin", "state"]
 RETURN_SHIPMENT_FIELDS = ["number", "state", "warehouse", "effective_date", "create_date", "write_date", "moves"]
 
@@ -232,6 +233,7 @@ class DraftLine:
     description: str = ""
     tax_ids: tuple[int, ...] = ()
     channel_identifier: str | None = None
+    product_id: int | None = None  # Fulfil's id for the code, when the caller already looked it up
 
 
 @dataclass(frozen=True)
@@ -534,10 +536,13 @@ class FulfilClient:
                 found[sale.reference] = sale
         return found
 
-    def sale(self, sale_id: int) -> Sale | None:
-        """The sale with its lines, or None."""
+    def sale(self, sale_id: int, *, with_lines: bool = True) -> Sale | None:
+        """The sale, with its lines unless ``with_lines`` is False (one call instead of two), or None."""
         row = self.get("sale.sale", sale_id, SALE_FIELDS)
-        return self._with_lines(_sale(row, "sale.sale.search_read")) if row else None
+        if not row:
+            return None
+        sale = _sale(row, "sale.sale.search_read")
+        return self._with_lines(sale) if with_lines else sale
 
     def _with_lines(self, sale: Sale) -> Sale:
         rows = self.search_read("sale.line", [["sale", "=", sale.id]], SALE_LINE_FIELDS)
@@ -556,23 +561,18 @@ class FulfilClient:
         return found
 
     def create_sale(self, draft: SaleDraft) -> int:
-        """Create the sale in draft: the customer's party is found by e-mail (or created), the addresses found
-        among the party's (or created), lines carry the exact unit prices given, plus a shipping line when the
-        draft has a shipping amount. Returns the new sale's id. Not retried once sent: call
-        ``sale_by_reference`` before trying again. Raises DataError naming unknown product codes."""
+        """Create the sale in draft: the customer's party is found by e-mail (or created with its addresses), the
+        addresses found among the party's (or created), lines carry the exact unit prices given, plus a shipping
+        line when the draft has a shipping amount. Products are looked up by code unless every line carries its
+        ``product_id``. Returns the new sale's id. Not retried once sent: call ``sale_by_reference`` before trying
+        again. Raises DataError naming unknown product codes."""
         operation = "sale.sale.create"
         if not draft.lines:
             raise DataError("a sale needs at least one line", system=SYSTEM, operation=operation)
         _check_amounts([line.unit_price for line in draft.lines] + [draft.shipping_amount], operation)
-        products = self._product_ids([line.product_code for line in draft.lines], operation)
+        products = self._products_of(draft.lines, operation)
         currency = self._id_by_code("currency.currency", draft.currency_code, operation)
-        party = self._party_for(draft.customer)
-        invoice_address = self._address_for(party, draft.invoice_address)
-        shipment_address = (
-            invoice_address
-            if draft.shipment_address == draft.invoice_address
-            else self._address_for(party, draft.shipment_address)
-        )
+        party, invoice_address, shipment_address = self._party_and_addresses(draft)
         lines = _draft_line_values(draft, products, operation)
         values = {
             "party": party,
@@ -612,7 +612,7 @@ class FulfilClient:
                 system=SYSTEM,
                 operation=operation,
             )
-        products = self._product_ids([line.product_code for line in draft.lines], operation)
+        products = self._products_of(draft.lines, operation)
         lines = _draft_line_values(draft, products, operation)
         if state != "draft":
             self.call("sale.sale", "draft", [sale_id], idempotent=True)
@@ -725,30 +725,60 @@ class FulfilClient:
             )
         return {code: product.id for code, product in products.items()}
 
-    def _party_for(self, customer: Customer) -> int:
+    def _products_of(self, lines: Iterable[DraftLine], operation: str) -> dict[str, int]:
+        """Product ids by code: the ones the lines carry, or — when one does not — looked up (one call)."""
+        lines = list(lines)
+        if all(line.product_code and line.product_id is not None for line in lines):
+            return {line.product_code: line.product_id for line in lines}
+        return self._product_ids([line.product_code for line in lines], operation)
+
+    def _party_and_addresses(self, draft: SaleDraft) -> tuple[int, int, int]:
+        """The customer's party and the ids of the draft's invoice and shipment addresses among its addresses.
+        A new customer's party is created with its contact mechanisms and addresses in one create; a known
+        party's addresses are searched once and the missing ones created together."""
+        wanted = [draft.invoice_address]
+        if draft.shipment_address != draft.invoice_address:
+            wanted.append(draft.shipment_address)
+        # Read before anything is created: an unknown country leaves no party behind.
+        values = [self._address_values(address, "party.address.create") for address in wanted]
+        party = self._party_by_email(draft.customer.email)
+        if party is None:
+            customer = draft.customer
+            mechanisms = [{"type": "email", "value": customer.email}]
+            if customer.phone:
+                mechanisms.append({"type": "phone", "value": customer.phone})
+            # Not idempotent either; a duplicate party after a timed-out create is harmless and found by e-mail
+            # later. The create answers the party's id only: its new addresses are read back by the search below.
+            record = {
+                "name": customer.name,
+                "contact_mechanisms": [["create", mechanisms]],
+                "addresses": [["create", values]],
+            }
+            party = self.create("party.party", [record])[0]
+        ids = self._addresses_among(party, values)
+        missing = [address for address, found in zip(values, ids, strict=True) if found is None]
+        if missing:
+            created = iter(self.create("party.address", [{**address, "party": party} for address in missing]))
+            ids = [found if found is not None else next(created) for found in ids]
+        return party, ids[0], ids[-1]
+
+    def _party_by_email(self, email: str) -> int | None:
         found = self._rpc(
             "party.contact_mechanism",
             "search_read",
-            [[["type", "=", "email"], ["value", "=", customer.email]], 0, 1, [["id", "ASC"]], ["party"]],
+            [[["type", "=", "email"], ["value", "=", email]], 0, 1, [["id", "ASC"]], ["party"]],
         )
-        if found:
-            return found[0]["party"]
-        mechanisms = [{"type": "email", "value": customer.email}]
-        if customer.phone:
-            mechanisms.append({"type": "phone", "value": customer.phone})
-        # Not idempotent either; a duplicate party after a timed-out create is harmless and found by e-mail later.
-        return self.create("party.party", [{"name": customer.name, "contact_mechanisms": [["create", mechanisms]]}])[0]
+        return found[0]["party"] if found else None
 
-    def _address_for(self, party_id: int, address: Address) -> int:
-        operation = "party.address.create"
+    def _address_values(self, address: Address, operation: str) -> dict:
+        """An address as ``party.address`` values, without the empty ones."""
         country = self._id_by_code("country.country", address.country_code, operation)
         subdivision = (
             self._id_by_code("country.subdivision", address.subdivision_code, operation)
             if address.subdivision_code
             else None
         )
-        fields = ["name", "street", "street_bis", "city", "zip", "country", "subdivision"]
-        wanted = {
+        values = {
             "name": address.name,
             "street": address.street,
             "street_bis": address.street_bis or None,
@@ -757,11 +787,18 @@ class FulfilClient:
             "country": country,
             "subdivision": subdivision,
         }
-        for row in self.search_read("party.address", [["party", "=", party_id]], fields):
-            if all(_same(row.get(name), value) for name, value in wanted.items()):
-                return row["id"]
-        values = {name: value for name, value in wanted.items() if value is not None}
-        return self.create("party.address", [{**values, "party": party_id}])[0]
+        return {name: value for name, value in values.items() if value is not None}
+
+    def _addresses_among(self, party_id: int, wanted: list[dict]) -> list[int | None]:
+        """For each of ``wanted``, the id of the same address among the party's (one call), or None."""
+        rows = list(self.search_read("party.address", [["party", "=", party_id]], list(ADDRESS_FIELDS)))
+        return [
+            next(
+                (row["id"] for row in rows if all(_same(row.get(name), values.get(name)) for name in ADDRESS_FIELDS)),
+                None,
+            )
+            for values in wanted
+        ]
 
     # --- shipments --------------------------------------------------------------------------------------------
 

@@ -274,15 +274,21 @@ def _export(link: Link, order: Order) -> None:
     draft = sale_draft(order, fulfil=fulfil, link=link)
     if link.fulfil_id and fulfil.sale(link.fulfil_id) is None:
         link.fulfil_id = None  # deleted in Fulfil since: it is made again
+    created = False
     if link.fulfil_id is None:
         existing = _existing_sale(fulfil, order, draft)
+        created = existing is None
         # Saved the moment Fulfil answers: a crash after this point resumes with this sale, never a second one.
         link.fulfil_id = existing.id if existing else fulfil.create_sale(draft)
         link.save(update_fields=["fulfil_id", "updated_at"])
-    sale = fulfil.sale(link.fulfil_id)
-    if not same_lines(sale, draft) and sale.state in EDITABLE_STATES:
-        fulfil.replace_sale_lines(sale.id, draft)
-        sale = fulfil.sale(sale.id)
+    if created:
+        # Made from the draft just now, so its lines are the draft's: only Fulfil's total is left to compare.
+        sale = fulfil.sale(link.fulfil_id, with_lines=False)
+    else:
+        sale = fulfil.sale(link.fulfil_id)
+        if not same_lines(sale, draft) and sale.state in EDITABLE_STATES:
+            fulfil.replace_sale_lines(sale.id, draft)
+            sale = fulfil.sale(sale.id)
     if sale.total_amount != order.grand_total:
         if sale.state == "draft":
             fulfil.delete_sale(sale.id)  # nothing is left posted with a wrong total
@@ -441,15 +447,18 @@ def _figures_text(order: Order) -> list[str]:
 
 
 def _in_fulfil_codes(lines: list[DraftLine], fulfil: FulfilClient) -> list[DraftLine]:
-    """The lines with Fulfil's product codes. A SKU with no code, or whose code Fulfil does not know, is an
-    unmapped SKU: a SKU mapping frees the order."""
+    """The lines with Fulfil's product codes and ids (so the sale's create need not look them up again). A SKU
+    with no code, or whose code Fulfil does not know, is an unmapped SKU: a SKU mapping frees the order."""
     centra_skus = list(dict.fromkeys(line.product_code for line in lines))
     codes = skus_for(system=System.FULFIL, centra_skus=centra_skus)
     known = fulfil.products_by_code(codes.values(), with_stock=False)
     for sku in centra_skus:
         if codes[sku] not in known:
             raise MissingMapping(kind="sku", system=System.FULFIL, key={"centra_sku": sku})
-    return [replace(line, product_code=codes[line.product_code]) for line in lines]
+    return [
+        replace(line, product_code=codes[line.product_code], product_id=known[codes[line.product_code]].id)
+        for line in lines
+    ]
 
 
 def _customer(order: Order) -> Customer:

@@ -5,6 +5,7 @@ import queue
 import random
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -213,6 +214,58 @@ def test_a_sale_is_created_with_exact_prices_a_shipping_line_and_the_customer_fo
     state = ff.state()["records"]
     assert len(state["party.party"]) == 1 and len(state["party.address"]) == 1
     assert client.sale(second).party_id == sale.party_id
+
+
+def test_a_new_customer_s_sale_is_created_in_four_calls_when_the_product_ids_are_known(fulfil):
+    client, ff = fulfil
+    ff.seed(products=products("TEE100BLKS", "TEE100BLKM"))
+    ids = {code: product.id for code, product in client.products_by_code(["TEE100BLKS", "TEE100BLKM"]).items()}
+    client.create_sale(draft("1000"))  # the client has met the currency and the country
+    office = Address(name="Lind AB", street="1 Kungsgatan", city="Stockholm", zip="11143", country_code="SE")
+    new_customer = Customer(name="Bo Berg", email="bo@example.com")
+    lines = tuple(replace(line, product_id=ids[line.product_code]) for line in draft().lines)
+    before = len(ff.calls())
+    sale_id = client.create_sale(
+        draft("1001", customer=new_customer, invoice_address=office, shipment_address=HOME, lines=lines)
+    )
+    assert ff.operations()[before:] == [
+        "party.contact_mechanism.search_read",
+        "party.party.create",
+        "party.address.search_read",
+        "sale.sale.create",
+    ]
+    records = ff.state()["records"]
+    sale = records["sale.sale"][str(sale_id)]
+    invoice, shipment = (
+        records["party.address"][str(sale["invoice_address"])],
+        records["party.address"][str(sale["shipment_address"])],
+    )
+    assert (invoice["street"], shipment["street"]) == ("1 Kungsgatan", "12 Storgatan")
+    assert invoice["party"] == shipment["party"] == sale["party"]
+    assert records["party.party"][str(sale["party"])]["name"] == "Bo Berg"
+
+
+def test_a_known_customer_s_new_addresses_are_added_to_their_party_in_one_create(fulfil):
+    client, ff = fulfil
+    ff.seed(products=products("TEE100BLKS", "TEE100BLKM"))
+    first = client.sale(client.create_sale(draft("1001")))
+    office = Address(name="Lind AB", street="1 Kungsgatan", city="Stockholm", zip="11143", country_code="SE")
+    cabin = Address(name="Alva Lind", street="3 Sjövägen", city="Visby", zip="62155", country_code="SE")
+    before = len(ff.calls())
+    second = client.sale(client.create_sale(draft("1002", invoice_address=office, shipment_address=cabin)))
+    assert ff.operations()[before:].count("party.address.create") == 1
+    assert "party.party.create" not in ff.operations()[before:]
+    records = ff.state()["records"]
+    assert second.party_id == first.party_id and len(records["party.party"]) == 1
+    assert len(records["party.address"]) == 3
+    third = client.create_sale(draft("1003", invoice_address=office, shipment_address=HOME))
+    assert len(ff.state()["records"]["party.address"]) == 3  # both found again
+    fields = ["invoice_address", "shipment_address"]
+    found = client.get("sale.sale", third, fields)
+    assert (found["invoice_address"], found["shipment_address"]) == (
+        client.get("sale.sale", second.id, fields)["invoice_address"],
+        client.get("sale.sale", first.id, fields)["shipment_address"],
+    )
 
 
 def test_a_sale_is_found_by_reference_in_one_call(fulfil):

@@ -153,6 +153,37 @@ def test_an_exported_sale_carries_centra_s_money_to_the_cent(shop):
 
 
 @pytest.mark.django_db
+def test_a_new_customer_s_order_is_exported_in_ten_fulfil_calls(shop):
+    map_europe()
+    shop("centra").seed(orders=[web_order(1001)])
+    order_export_run()  # the worker has met the currency and the country: it remembers their ids
+    bo = {**ALVA, "email": "bo@example.com", "first_name": "Bo", "address1": "Torstraße 9"}
+    shop("centra").seed(orders=[web_order(1002, customer=bo)])
+    requests.post(f"{shop('fulfil').url}/_sandbox/calls/clear", timeout=10).raise_for_status()
+    assert order_export_run().exported == 1
+    assert shop("fulfil").operations() == [
+        "product.product.search_read",  # the SKUs' Fulfil codes exist; their ids go on to the create
+        "sale.sale.search_read",  # no sale for the order yet
+        "party.contact_mechanism.search_read",  # no party with Bo's e-mail
+        "party.party.create",  # Bo, her e-mail, phone and address in one create
+        "party.address.search_read",  # the new address's id
+        "sale.sale.create",
+        "sale.sale.search_read",  # Fulfil's total, without the lines it was just given
+        "sale.sale.quote",
+        "sale.sale.confirm",
+        "sale.sale.search_read",  # confirmed, or refused
+    ]
+    sale = sale_of(1002)
+    assert sale.total_amount == Decimal("145.82") and sale.state in ("confirmed", "processing")
+    records = shop("fulfil").state()["records"]
+    party = records["party.party"][str(sale.party_id)]
+    assert party["name"] == "Bo Lind"
+    [address] = [row for row in records["party.address"].values() if row["party"] == sale.party_id]
+    assert address["street"] == "Torstraße 9"
+    assert records["sale.sale"][str(sale.id)]["shipment_address"] == address["id"]
+
+
+@pytest.mark.django_db
 def test_exporting_twice_or_with_the_link_lost_makes_one_sale(shop):
     map_europe()
     shop("centra").seed(orders=[web_order(1002)])
