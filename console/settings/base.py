@@ -343,6 +343,9 @@ PRODUCT_SYNC_PRICELISTS = {
 # (every product, and a read-back of every channel for edits made there) runs when this many hours have passed.
 PRODUCT_SYNC_OVERLAP_MINUTES = env.int("PRODUCT_SYNC_OVERLAP_MINUTES", default=10)
 PRODUCT_SYNC_FULL_SWEEP_HOURS = env.int("PRODUCT_SYNC_FULL_SWEEP_HOURS", default=24)
+# A product sync run stops sending after this many seconds (Virtualstock takes one product a call: a first sync of a
+# large catalogue goes over several runs, each resuming where the last stopped), well inside the task time limit.
+PRODUCT_SYNC_MAX_SECONDS = env.int("PRODUCT_SYNC_MAX_SECONDS", default=min(60, Q_TIMEOUT // 3))
 
 # --- Shipments and returns ----------------------------------------------------------------------------------------
 # Shipment sync reads Fulfil's shipments done since its cursor (Fulfil's newest change it has seen), starting this

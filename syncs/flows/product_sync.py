@@ -18,6 +18,7 @@ resolves it once the channel reads back the same.
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +72,8 @@ class ProductSyncSummary:
     not_listed: int = 0  # SKUs the channel does not list (reconcile_skus reports those)
     drifted: int = 0
     failed: int = 0
+    deferred: int = 0  # SKU × channel pairs left for the next run when this one's time budget ran out
+    resume_full: bool = False  # a full sweep cut short by its time budget: the next run sweeps again
     full: bool = False
     centra_cursor: str | None = None  # Centra's newest updatedAt seen: where the next run starts, less the overlap
     marketplace_cursor: str | None = None  # the newest offer change read back
@@ -131,6 +134,9 @@ def product_sync_run(*, counter: RunCounter | None = None, full: bool | None = N
     if not channels:
         return summary
     targets = {channel.pk: TARGETS[channel.system](channel) for channel in channels}
+    deadline = time.monotonic() + settings.PRODUCT_SYNC_MAX_SECONDS
+    for target in targets.values():
+        target.deadline = deadline
     for channel in channels:
         summary.channels[channel.code] = {"sent": 0, "unchanged": 0, "invalid": 0, "not_listed": 0, "drifted": 0}
     since = None
@@ -158,6 +164,11 @@ def product_sync_run(*, counter: RunCounter | None = None, full: bool | None = N
         _send_and_record(targets[channel.pk], pending[channel.pk], summary, active)
     for channel in channels:
         _guard(channel, targets[channel.pk], summary, active)
+    if summary.deferred:
+        # What was left waits for the next run: it reads from where this one started, so nothing is skipped (what
+        # went through is unchanged by then and costs no call), and a cut-short sweep is swept again.
+        summary.centra_cursor = last.get("centra_cursor")
+        summary.resume_full = summary.full
     return summary
 
 
@@ -176,7 +187,7 @@ def _succeeded(ref: str, active: set[str]) -> None:
 
 def _full_due(last: dict) -> bool:
     """A full sweep when none has run yet, or the last was PRODUCT_SYNC_FULL_SWEEP_HOURS ago."""
-    if not last.get("centra_cursor"):
+    if not last.get("centra_cursor") or last.get("resume_full"):
         return True
     latest_full = (
         SyncRun.objects.filter(flow=FLOW, status=SyncRun.Status.SUCCEEDED, summary__full=True)
@@ -335,7 +346,8 @@ def product_problems(*, channel: Channel, product: ProductContent, listed: list,
 @dataclass
 class Outcome:
     """What a channel made of one item: ``accepted`` (with what it now shows, when it said), ``not_listed``,
-    ``rejected`` (with the channel's messages) or ``failed`` (the call did not go through: ``error``)."""
+    ``rejected`` (with the channel's messages), ``failed`` (the call did not go through: ``error``) or
+    ``deferred`` (not sent: the run's time budget was spent)."""
 
     status: str
     problems: list[str] = field(default_factory=list)
@@ -352,6 +364,7 @@ class PlanResult:
     error: BaseException | None = None
     sent: int = 0
     not_listed: int = 0
+    deferred: int = 0
 
 
 def send_plans(target, plans: list[Plan]) -> dict[str, PlanResult]:
@@ -371,6 +384,9 @@ def send_plans(target, plans: list[Plan]) -> dict[str, PlanResult]:
             outcome = outcomes.get(item.sku)
             if outcome is None or outcome.status == "not_listed":
                 result.not_listed += 1
+                continue
+            if outcome.status == "deferred":
+                result.deferred += 1
                 continue
             if outcome.status == "failed":
                 result.error = outcome.error
@@ -416,9 +432,11 @@ def _send_and_record(target, plans: list[Plan], summary: ProductSyncSummary, act
         summary.not_listed += result.not_listed
         row["sent"] += result.sent
         row["not_listed"] += result.not_listed
+        summary.deferred += result.deferred
         error = result.error
         if error is None:
-            _succeeded(plan.ref, active)
+            if not result.deferred:
+                _succeeded(plan.ref, active)
             continue
         summary.failed += 1
         if isinstance(error, ProductInvalid):
@@ -516,6 +534,7 @@ class VirtualstockTarget:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.client = connections.virtualstock()
+        self.deadline = float("inf")
         self._listing: dict[str, tuple[int, dict]] | None = None
 
     def values(self, centra: dict) -> dict:
@@ -530,6 +549,10 @@ class VirtualstockTarget:
     def send(self, items: list[Item]) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         for position, item in enumerate(items):
+            if time.monotonic() > self.deadline:  # one product a call: the rest waits for the next run
+                for waiting in items[position:]:
+                    outcomes[waiting.sku] = Outcome("deferred")
+                break
             product_id = item.external_id or (str(self.listing()[item.code][0]) if item.code in self.listing() else "")
             if not product_id:
                 outcomes[item.sku] = Outcome("not_listed")

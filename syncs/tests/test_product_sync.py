@@ -383,3 +383,19 @@ def test_runsync_prints_one_json_line(shop):
     assert len(lines) == 1
     summary = json.loads(lines[0])
     assert (summary["flow"], summary["sent"], summary["examined"]) == ("product_sync", 8, 2)
+
+
+@pytest.mark.django_db
+def test_a_run_whose_time_budget_is_spent_leaves_the_rest_to_the_next_which_resumes_it(shop, settings):
+    settings.PRODUCT_SYNC_MAX_SECONDS = 0  # spent before Virtualstock's first one-product call
+    first = sync()
+    assert (first.full, first.deferred, first.resume_full, first.failed) == (True, 4, True, 0)
+    assert updates(shop, "virtualstock") == []  # nothing sent there, nothing raised
+    assert not SyncException.objects.exists()
+    settings.PRODUCT_SYNC_MAX_SECONDS = 60
+    clear_calls(shop, "marketplace", "virtualstock")
+    second = sync()
+    assert (second.full, second.deferred, second.sent) == (True, 0, 4)  # swept again: the deferred four went
+    assert updates(shop, "virtualstock") == ["product_update"] * 4 and updates(shop, "marketplace") == []
+    assert vs_data(shop, "JL-TEE100BLKS")["rrp"] == "25.00"
+    assert sync().full is False  # the sweep is done: back to changes only

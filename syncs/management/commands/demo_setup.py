@@ -2,8 +2,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from simple_history.utils import bulk_create_with_history
 
-from mappings.models import CarrierMapping, Channel, ShippingMethodMapping, SkuMapping
-from syncs.sandbox.world import generate
+from mappings.models import CarrierMapping, Channel, MarketMapping, ShippingMethodMapping, SkuMapping
+from syncs.sandbox.fulfil import FulfilSimulator
+from syncs.sandbox.world import MARKETS, generate
 
 
 class Command(BaseCommand):
@@ -32,9 +33,31 @@ class Command(BaseCommand):
             ShippingMethodMapping.objects.update_or_create(
                 system="virtualstock", source_method=method, defaults={"centra_shipping_option": option}
             )
-        for carrier, service, code in (("DHL", "", "dhl"), ("UPS", "", "ups"), ("DPD", "", "dpd")):
-            CarrierMapping.objects.update_or_create(
-                system="virtualstock", centra_carrier=carrier, centra_service=service, defaults={"target_code": code}
+        # The marketplace's standard and express too; its pick-up points are left unmapped on purpose.
+        for method, option in (("STANDARD", "standard"), ("EXPRESS", "express")):
+            ShippingMethodMapping.objects.update_or_create(
+                system="marketplace", source_method=method, defaults={"centra_shipping_option": option}
+            )
+        for system in ("virtualstock", "marketplace"):
+            for carrier, service, code in (("DHL", "", "dhl"), ("UPS", "", "ups"), ("DPD", "", "dpd")):
+                CarrierMapping.objects.update_or_create(
+                    system=system, centra_carrier=carrier, centra_service=service, defaults={"target_code": code}
+                )
+        # The web store's markets sell through Fulfil's web channel from the main warehouse (the sandbox's own ids);
+        # the wholesale store is left unmapped.
+        fulfil = FulfilSimulator().state
+        main = next(row["id"] for row in fulfil["records"]["stock.location"].values() if row.get("code") == "MAIN")
+        channel = min(int(key) for key in fulfil["records"]["sale.channel"])
+        for market in MARKETS:
+            MarketMapping.objects.update_or_create(
+                centra_store_id=1,
+                centra_market_id=market["id"],
+                defaults={
+                    "label": f"Retail {market['name']}",
+                    "currency": market["currency"],
+                    "fulfil_channel_id": channel,
+                    "fulfil_warehouse_id": main,
+                },
             )
         new = []
         for system in ("virtualstock", "marketplace"):
@@ -45,4 +68,6 @@ class Command(BaseCommand):
                 if size.sku not in known
             ]
         bulk_create_with_history(new, SkuMapping, batch_size=1000)
-        self.stdout.write(f"Demo set up: 3 channels, {len(new)} new SKU mappings, shipping and carrier mappings.")
+        self.stdout.write(
+            f"Demo set up: 3 channels, {len(new)} new SKU mappings, shipping, carrier and market mappings."
+        )
