@@ -490,3 +490,19 @@ def test_an_unmapped_carrier_waits_and_adding_the_mapping_retries_and_clears_it(
     assert len(centra_shipments(brand)) == 1
     assert ExceptionEvent.objects.filter(exception=exception, action="freed_by_mapping").exists()
     connection.close()
+
+
+@pytest.mark.django_db
+def test_a_run_that_finds_only_shipments_already_synced_asks_the_database_once_for_all_of_them(retailer_order, brand):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    dhl_express_for_virtualstock()
+    ship(retailer_order["TEE100BLKS"], "JD0001")
+    ship(retailer_order["TEE100BLKM"], "JD0002")
+    first = shipment_sync_run()
+    assert first.shipped == 2
+    with CaptureQueriesContext(connection) as queries:
+        again = shipment_sync_run()
+    assert (again.examined, again.already_synced, again.shipped) == (2, 2, 0)
+    assert len(queries) <= 2  # the cursor, and the synced links of the whole chunk: nothing per shipment
