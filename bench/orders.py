@@ -44,7 +44,6 @@ import pstats
 import random
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from collections import Counter, defaultdict
@@ -55,7 +54,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
-from measuring import CollectorTime, PeakRss
+from measuring import CollectorTime, PeakRss, connections_to_sandbox, timed_sandbox
 from postgres_django import ROOT, django_on_postgres
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/switchyard_bench_orders"
@@ -200,67 +199,17 @@ def sandbox_start():
     from syncs import connections
     from syncs.connectors.http import RateLimiter
     from syncs.rate_budget import SharedRateLimiter
-    from syncs.sandbox.core import SandboxApp
-    from syncs.sandbox.server import RunningSandbox, build_simulators
 
-    class TimedSandboxApp(SandboxApp):
-        """Adds up the seconds each system spends answering (the request's handling, not the HTTP around it)."""
-
-        def __init__(self, simulators) -> None:
-            super().__init__(simulators)
-            self.seconds: dict[str, float] = defaultdict(float)
-            self.lock = threading.Lock()
-
-        def __call__(self, environ, start_response):
-            started = time.thread_time()
-            try:
-                return super().__call__(environ, start_response)
-            finally:
-                system = environ.get("PATH_INFO", "/").strip("/").partition("/")[0]
-                with self.lock:
-                    self.seconds[system] += time.thread_time() - started
-
-    sandbox = RunningSandbox(TimedSandboxApp(build_simulators(settings.CONNECTIONS)))
-    app = sandbox.app
-
-    class TimedHandler(sandbox.server.RequestHandlerClass):
-        """Adds up the processor time of each request on its thread, HTTP parsing and writing included. Counted
-        per request, not per connection: a kept-alive connection serves many runs."""
-
-        def handle_one_request(self) -> None:
-            started = time.thread_time()
-            try:
-                super().handle_one_request()
-            finally:
-                with app.lock:
-                    app.seconds["(server)"] += time.thread_time() - started
-
-    sandbox.server.RequestHandlerClass = TimedHandler
+    sandbox = timed_sandbox(settings.CONNECTIONS)
     sandbox.start()
     url = sandbox.url
     conf = settings.CONNECTIONS
     PUBLISHED.update({system: dict(values) for system, values in conf.items()})
-    settings.CONNECTIONS = {
-        "centra": {
-            **conf["centra"],
-            "base_url": f"{url}/centra",
-            "order_api_url": f"{url}/centra/api/order",
-            "requests_per_10s": RAISED,
-            "mutations_per_10s": RAISED,
-            "mutations_per_hour": RAISED,
-        },
-        "fulfil": {**conf["fulfil"], "base_url": f"{url}/fulfil/api/v2", "requests_per_second": RAISED},
-        "virtualstock": {**conf["virtualstock"], "base_url": f"{url}/virtualstock", "requests_per_minute": RAISED},
-        "inventory_planner": {**conf["inventory_planner"], "base_url": f"{url}/inventory-planner/api/v1"},
-        "marketplace": {**conf["marketplace"], "base_url": f"{url}/marketplace/api/v1", "requests_per_second": RAISED},
-    }
-    settings.SANDBOX_URL = url
+    connections_to_sandbox(settings, url, RAISED)
     settings.STOCK_MASTER = "fulfil"
     settings.SKU_SAME_AS_CENTRA = ["fulfil", "inventory_planner"]
     # The flows' own settings keep their defaults (export CONFIRMED/PROCESSING/SHIPPED orders once captured, from
     # the beginning; capture on shipment): the bench's web orders are captured.
-    for client in (connections.centra, connections.fulfil, connections.virtualstock, connections.marketplace):
-        client.cache_clear()
     # A limiter keeps the moment of every call in its longest window (an hour for Centra's mutations) and, shared,
     # rewrites them in its database row when it takes places: unpaced, that would be every call of the last hour.
     # The raised limits get a one-second window (the shortest published one, Fulfil's), so the bookkeeping stays

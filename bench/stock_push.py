@@ -27,14 +27,13 @@ import math
 import pstats
 import random
 import sys
-import threading
 import time
 import tracemalloc
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import islice
 
-from measuring import CollectorTime, PeakRss
+from measuring import CollectorTime, PeakRss, connections_to_sandbox, timed_sandbox
 from postgres_django import django_on_postgres
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/switchyard_bench_stock"
@@ -166,67 +165,16 @@ def sandbox_start():
 
     from syncs import connections
     from syncs.connectors.http import RateLimiter
-    from syncs.sandbox.core import SandboxApp
-    from syncs.sandbox.server import RunningSandbox, build_simulators
-
-    class TimedSandboxApp(SandboxApp):
-        """Adds up the seconds each system spends answering (the request's handling, not the HTTP around it)."""
-
-        def __init__(self, simulators) -> None:
-            super().__init__(simulators)
-            self.seconds: dict[str, float] = defaultdict(float)
-            self.lock = threading.Lock()
-
-        def __call__(self, environ, start_response):
-            started = time.perf_counter()
-            try:
-                return super().__call__(environ, start_response)
-            finally:
-                system = environ.get("PATH_INFO", "/").strip("/").partition("/")[0]
-                with self.lock:
-                    self.seconds[system] += time.perf_counter() - started
 
     published = {system: dict(conf) for system, conf in settings.CONNECTIONS.items()}
-    sandbox = RunningSandbox(TimedSandboxApp(build_simulators(settings.CONNECTIONS)))
-    app = sandbox.app
-
-    class TimedHandler(sandbox.server.RequestHandlerClass):
-        """Adds up the processor time each request's thread spends, HTTP parsing and writing included (its CPU
-        time: waiting for the client's bytes is not the sandbox's)."""
-
-        def handle(self) -> None:
-            started = time.thread_time()
-            try:
-                super().handle()
-            finally:
-                with app.lock:
-                    app.seconds["(server)"] += time.thread_time() - started
-
-    sandbox.server.RequestHandlerClass = TimedHandler
+    sandbox = timed_sandbox(settings.CONNECTIONS)
     sandbox.start()
     url = sandbox.url
-    conf = settings.CONNECTIONS
-    settings.CONNECTIONS = {
-        "centra": {
-            **conf["centra"],
-            "base_url": f"{url}/centra",
-            "order_api_url": f"{url}/centra/api/order",
-            "requests_per_10s": RAISED,
-            "mutations_per_10s": RAISED,
-            "mutations_per_hour": RAISED,
-        },
-        "fulfil": {**conf["fulfil"], "base_url": f"{url}/fulfil/api/v2", "requests_per_second": RAISED},
-        "virtualstock": {**conf["virtualstock"], "base_url": f"{url}/virtualstock", "requests_per_minute": RAISED},
-        "inventory_planner": {**conf["inventory_planner"], "base_url": f"{url}/inventory-planner/api/v1"},
-        "marketplace": {**conf["marketplace"], "base_url": f"{url}/marketplace/api/v1", "requests_per_second": RAISED},
-    }
-    settings.SANDBOX_URL = url
+    connections_to_sandbox(settings, url, RAISED)
     settings.STOCK_MASTER = "fulfil"
     # A run stops writing when its time budget is spent and leaves the rest for the next run: the bench times the
     # whole job, so the budget is out of reach too (what is left undone is printed as "pending").
     settings.STOCK_PUSH_MAX_SECONDS = 24 * 3600
-    for client in (connections.centra, connections.fulfil, connections.virtualstock, connections.marketplace):
-        client.cache_clear()
     # A RateLimiter keeps the moment of every call in its longest window (a minute, an hour) and scans them on each
     # call: at the published limits that is at most a few hundred, unpaced it would be every call of the last hour.
     # The raised limits get a short window as well, so that bookkeeping stays the size it has in production.
@@ -665,8 +613,18 @@ def paced_seconds(system: str, operations: list[str]) -> float:
 
     conf = PUBLISHED[system]
     if system == "centra":
-        requests = limiter([(conf["requests_per_10s"], 10)])
-        mutations = limiter([(conf["mutations_per_10s"], 10), (conf["mutations_per_hour"], 3600)])
+        from syncs.connectors.centra import CentraClient
+
+        # The client's own windows at the published limits (its hourly mutations spread over the hour included).
+        client = CentraClient(
+            base_url="http://127.0.0.1:9",
+            token="-",
+            requests_per_10s=conf["requests_per_10s"],
+            mutations_per_10s=conf["mutations_per_10s"],
+            mutations_per_hour=conf["mutations_per_hour"],
+        )
+        requests = limiter(client.session.rate_limiter.windows)
+        mutations = limiter(client.mutation_limiter.windows)
         for operation in operations:
             if operation in WRITES["centra"]:
                 mutations.acquire()
