@@ -1,14 +1,13 @@
 """The reconciliation pages: order reconciliation by day, market and currency (finance's month-end starts from the
 days already signed off), a day's differences with a sign-off, the CSV export, and the SKU reconciliation's counts.
 
-Reads only; a sign-off goes through ``order_reconciliation_sign_off`` and a run is handed to a worker."""
+Reads only; a sign-off goes through ``console.services`` and a run is handed to a worker."""
 
 from datetime import date, timedelta
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,11 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_q.tasks import async_task
 
 from console.roles import ECOMMERCE, INTEGRATION_ADMIN, user_roles
+from console.services import SIGN_OFF, order_reconciliation_reopen, order_reconciliation_sign_off
 from syncs.csv_stream import csv_chunks, text_cell
-from syncs.flows.reconcile_orders import sign_off_clear
 from syncs.models import OrderReconciliation, SyncRun
-
-SIGN_OFF = "syncs.sign_off_orderreconciliation"
 
 
 class DaysForm(forms.Form):
@@ -49,32 +46,6 @@ def order_days(*, since: date, until: date, status: str = ""):
     elif status == "unsigned":
         days = days.filter(signed_off_at__isnull=True)
     return days.order_by("-day", "market_name", "currency")
-
-
-def order_reconciliation_sign_off(*, reconciliation: OrderReconciliation, actor, note: str) -> None:
-    """Sign a day off. Raises PermissionDenied, ValidationError (a day with differences needs a note saying how
-    they were dealt with; a day already signed off is not signed again)."""
-    if not actor.has_perm(SIGN_OFF):
-        raise PermissionDenied("Only finance can sign off a reconciled day.")
-    note = note.strip()
-    with transaction.atomic():
-        locked = OrderReconciliation.objects.select_for_update().get(pk=reconciliation.pk)
-        if locked.signed_off_at:
-            raise ValidationError(f"This day was signed off by {locked.signed_off_by} already.")
-        if locked.differences and not note:
-            raise ValidationError("This day has differences: say in the note how they were dealt with.")
-        locked.signed_off_by, locked.signed_off_at, locked.sign_off_note = actor, timezone.now(), note
-        locked.save(update_fields=["signed_off_by", "signed_off_at", "sign_off_note"])
-
-
-def order_reconciliation_reopen(*, reconciliation: OrderReconciliation, actor) -> None:
-    if not actor.has_perm(SIGN_OFF):
-        raise PermissionDenied("Only finance can reopen a signed-off day.")
-    with transaction.atomic():
-        locked = OrderReconciliation.objects.select_for_update().get(pk=reconciliation.pk)
-        if locked.signed_off_at:
-            sign_off_clear(locked, reason=f"reopened by {actor.get_username()}")
-            locked.save(update_fields=["signed_off_by", "signed_off_at", "sign_off_note", "sign_off_history"])
 
 
 @require_GET
