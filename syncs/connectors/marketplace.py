@@ -571,6 +571,10 @@ class GenericMarketplaceClient:
         params: dict = {"limit": max(1, min(page_size or self.page_size * 2, MAX_OFFER_PAGE))}
         if sku:
             params["sku"] = sku
+        yield from self._offer_pages(params)
+
+    def _offer_pages(self, params: dict) -> Iterator[Offer]:
+        """Every page of an offer listing; the cursor carries the filters, so it is sent alone."""
         while True:
             page = self._json("GET", "/offers", "offers_list", params=params)
             if not isinstance(page, dict) or not isinstance(page.get("offers"), list):
@@ -605,15 +609,7 @@ class GenericMarketplaceClient:
         """Every offer changed at or after ``since`` (a price or content we sent, or an edit made on the
         marketplace), every page; the cursor carries the filter."""
         params: dict = {"updated_since": _iso(since), "limit": MAX_OFFER_PAGE}
-        while True:
-            page = self._json("GET", "/offers", "offers_list", params=params)
-            if not isinstance(page, dict) or not isinstance(page.get("offers"), list):
-                raise TransientError("an offer listing without offers", system=SYSTEM, operation="offers_list")
-            for raw in page["offers"]:
-                yield self._offer(raw)
-            if not page.get("next_cursor"):
-                return
-            params = {"cursor": page["next_cursor"]}
+        yield from self._offer_pages(params)
 
     def update_content(self, updates: Iterable[ContentUpdate]) -> list[ContentResult]:
         """Set the product content of offers (``PUT /products``), in calls of at most 500. Absolute values, so

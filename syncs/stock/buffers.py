@@ -46,12 +46,7 @@ def stock_buffer_set(
     Raises PermissionDenied when ``actor`` may not create (or change) stock buffers, ValidationError when the values
     are refused by the rule's own validation — the admin's (``full_clean``)."""
     with transaction.atomic():
-        rule = (
-            StockBuffer.objects.select_for_update()
-            .alias(sku_key=Lower("centra_sku"))
-            .filter(channel=channel, sku_key=centra_sku.lower())
-            .first()
-        )
+        rule = _sku_rule_locked(channel, centra_sku)
         if not actor.has_perm(CHANGE if rule else ADD):
             raise PermissionDenied("Your role may not change stock buffers.")
         if rule is None:
@@ -73,15 +68,20 @@ def stock_buffer_remove(*, channel: Channel, centra_sku: str, actor) -> bool:
     if not stock_buffer_may_remove(actor):
         raise PermissionDenied("Your role may not remove stock buffers.")
     with transaction.atomic():
-        rule = (
-            StockBuffer.objects.select_for_update()
-            .alias(sku_key=Lower("centra_sku"))
-            .filter(channel=channel, sku_key=centra_sku.lower())
-            .first()
-        )
+        rule = _sku_rule_locked(channel, centra_sku)
         if rule is None:
             return False
         rule._history_user = actor
         rule.delete()
         stock_push_soon([centra_sku])
     return True
+
+
+def _sku_rule_locked(channel: Channel, centra_sku: str) -> StockBuffer | None:
+    """The SKU's own buffer rule on ``channel`` (however its SKU is typed), locked for the transaction."""
+    return (
+        StockBuffer.objects.select_for_update()
+        .alias(sku_key=Lower("centra_sku"))
+        .filter(channel=channel, sku_key=centra_sku.lower())
+        .first()
+    )
