@@ -24,15 +24,17 @@ def test_each_system_s_events_name_the_flows_they_give_work_to():
 
 
 @pytest.mark.django_db
-def test_a_burst_of_events_makes_one_run_now_and_one_follow_up(settings):
+def test_a_burst_of_events_asks_for_runs_that_stand_aside_and_leaves_one_follow_up_per_flow(settings):
     settings.STOCK_MASTER = "fulfil"
     for index in range(3):
         webhook = InboundWebhook.objects.create(
             system="centra", digest=f"d{index}", payload=[{"type": "order", "id": 100 + index}]
         )
         assert webhook_process(webhook_id=webhook.pk).startswith("started order_cancel, order_export")
-    runs = [task.task for task in OrmQ.objects.all() if task.task["func"] == "syncs.tasks.run"]
-    assert sorted(task["args"] for task in runs)[:2] == [("order_cancel", "event"), ("order_cancel", "event")]
+    # Each event asks for a run; a run that finds another going stands aside (syncs.tasks.run), so the burst
+    # costs one run of each flow and the one follow-up below.
+    runs = sorted(task.task["args"] for task in OrmQ.objects.all() if task.task["func"] == "syncs.tasks.run")
+    assert runs == [("order_cancel", "event")] * 3 + [("order_export", "event")] * 3
     follow_ups = Schedule.objects.filter(name__endswith="follow-up after events")
     assert sorted(follow_ups.values_list("name", flat=True)) == [
         "order_cancel: follow-up after events",
@@ -101,3 +103,14 @@ def test_the_events_queue_is_left_alone_unless_asked_for(connected, control, set
     settings.CENTRA_EVENTS_POLL = False
     assert centra_events_poll() == "off"
     assert control("centra").operations() == []
+
+
+@pytest.mark.django_db
+def test_an_event_run_stands_aside_while_a_run_of_the_same_flow_is_going():
+    from syncs.models import SyncRun
+    from syncs.tasks import run
+
+    SyncRun.objects.create(flow="order_export", trigger="schedule")  # running, started just now
+    assert run("order_export", "event") is None
+    assert run("order_export", "schedule") is None
+    assert SyncRun.objects.filter(flow="order_export").count() == 1
