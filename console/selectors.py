@@ -141,11 +141,6 @@ def recent_mapping_changes(*, limit: int = 15) -> list[MappingChange]:
     return changes[:limit]
 
 
-def connections() -> list[ConnectionSummary]:
-    """Each external connection: where it points and whether it is configured. Never a credential."""
-    return connection_summaries()
-
-
 def open_exceptions_by_team() -> list[dict]:
     """Active exceptions per owning team, with the oldest, for the dashboard."""
     from exceptions.kinds import TEAMS
