@@ -218,9 +218,15 @@ def webhooks_waiting(*, now: datetime) -> list[WebhooksWaiting]:
     return [WebhooksWaiting(row["system"], row["status"], row["count"], _age(now, row["oldest"])) for row in rows]
 
 
+def links_waiting_capture():
+    """The order links not yet in Fulfil because their payment has not been captured (``detail.waiting =
+    "capture"``, set by the order export): the one definition /metrics and the dashboard's card both count."""
+    return Link.objects.filter(kind=Link.Kind.ORDER, exported_at__isnull=True, detail__waiting="capture")
+
+
 def orders_waiting_capture() -> int:
     """Orders not yet in Fulfil because their payment has not been captured (``detail.waiting = "capture"``)."""
-    return Link.objects.filter(kind=Link.Kind.ORDER, exported_at__isnull=True, detail__waiting="capture").count()
+    return links_waiting_capture().count()
 
 
 def heartbeat_age(*, now: datetime) -> float:

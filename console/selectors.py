@@ -428,11 +428,9 @@ class CaptureWait:
 def orders_waiting_capture() -> CaptureWait:
     """Orders held from Fulfil until their payment is captured (``detail.waiting = "capture"``, set by the order
     export), with the longest-waiting one."""
-    from syncs.models import Link
+    from console.monitoring import links_waiting_capture
 
-    figures = Link.objects.filter(kind=Link.Kind.ORDER, exported_at__isnull=True, detail__waiting="capture").aggregate(
-        count=Count("id"), oldest=Min("created_at")
-    )
+    figures = links_waiting_capture().aggregate(count=Count("id"), oldest=Min("created_at"))
     return CaptureWait(count=figures["count"], oldest=figures["oldest"])
 
 
