@@ -3,6 +3,7 @@
 import contextlib
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from syncs.models import Link
@@ -49,3 +50,10 @@ def link_note(link: Link, **changes) -> None:
 def link_step_done(link: Link, step: str, **extra) -> None:
     """Record that ``step`` is done now (``detail[step]`` = the moment), with any ``extra`` notes."""
     link_note(link, **{step: timezone.now().isoformat()}, **extra)
+
+
+def link_not_cancelled(prefix: str = "") -> Q:
+    """Links not wholly cancelled (``detail.cancelled`` absent or false), as a filter; ``prefix`` reaches them
+    through a relation (``"link__"``). A missing JSON key is NULL in SQL, which a negated lookup would drop too:
+    "absent or false" is said outright."""
+    return Q(**{f"{prefix}detail__cancelled__isnull": True}) | Q(**{f"{prefix}detail__cancelled": False})

@@ -24,6 +24,7 @@ from exceptions.models import SyncException
 from exceptions.registry import register_retry_handler
 from exceptions.services import ACTIVE, failure_record, objects_succeeded
 from syncs.connectors.errors import DataError
+from syncs.links import link_not_cancelled
 from syncs.models import Link
 from syncs.runs import RunCounter
 
@@ -46,9 +47,7 @@ class WatchSummary:
 
 
 def _orders() -> QuerySet[Link]:
-    # A missing key is NULL in SQL, which exclude() would drop too: say "absent or false" outright.
-    not_cancelled = Q(detail__cancelled__isnull=True) | Q(detail__cancelled=False)
-    return Link.objects.filter(kind=Link.Kind.ORDER).filter(not_cancelled)
+    return Link.objects.filter(kind=Link.Kind.ORDER).filter(link_not_cancelled())
 
 
 def _stalled(step: str, now) -> tuple[QuerySet[Link], str]:

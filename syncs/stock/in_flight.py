@@ -21,6 +21,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from mappings.models import BundleComponent, System
+from syncs.links import link_not_cancelled
 from syncs.models import Link, UnitsInFlight
 
 STATUS = "in_flight"  # the name of the subtraction in the available-to-sell breakdown
@@ -54,7 +55,7 @@ def _bundle_components(skus: list[str]) -> dict[str, list[tuple[str, int]]]:
 
 
 def _not_yet_at_master() -> Q:
-    not_cancelled = Q(link__detail__cancelled__isnull=True) | Q(link__detail__cancelled=False)
+    not_cancelled = link_not_cancelled("link__")
     recent = Q(link__created_at__gte=timezone.now() - timedelta(hours=settings.STOCK_IN_FLIGHT_MAX_HOURS))
     not_cancelled &= recent
     if settings.STOCK_MASTER == System.CENTRA:
