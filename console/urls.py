@@ -10,67 +10,49 @@ admin.site.site_header = "Switchyard administration"
 admin.site.site_title = "Switchyard"
 admin.site.index_title = "Mappings and settings"
 
+
+def section(prefix: str, namespace: str, *patterns):
+    """The console's pages under ``prefix``, named ``namespace:name``."""
+    return path(prefix, include((list(patterns), namespace)))
+
+
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("mappings/", views.mappings_overview, name="mappings"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("exceptions/", include("exceptions.urls")),
-    path(
+    section(
         "reconciliation/",
-        include(
-            (
-                [
-                    path("", reconciliation.overview, name="overview"),
-                    path("run/", reconciliation.run, name="run"),
-                    path("orders.csv", reconciliation.orders_csv, name="orders_csv"),
-                    path("orders/<int:pk>/", reconciliation.order_day, name="day"),
-                    path("orders/<int:pk>/sign-off/", reconciliation.order_day_sign_off, name="sign_off"),
-                    path("orders/<int:pk>/reopen/", reconciliation.order_day_reopen, name="reopen"),
-                ],
-                "reconciliation",
-            )
-        ),
+        "reconciliation",
+        path("", reconciliation.overview, name="overview"),
+        path("run/", reconciliation.run, name="run"),
+        path("orders.csv", reconciliation.orders_csv, name="orders_csv"),
+        path("orders/<int:pk>/", reconciliation.order_day, name="day"),
+        path("orders/<int:pk>/sign-off/", reconciliation.order_day_sign_off, name="sign_off"),
+        path("orders/<int:pk>/reopen/", reconciliation.order_day_reopen, name="reopen"),
     ),
-    path(
+    section(
         "stock/",
-        include(
-            (
-                [
-                    path("", stock.pairs, name="pairs"),
-                    # SKUs may hold a slash: the buffer route goes first, so a SKU's page never swallows it.
-                    path("<path:sku>/buffers/<slug:channel_code>/", stock.buffer_edit, name="buffer"),
-                    path("<path:sku>/", stock.sku_detail, name="sku"),
-                ],
-                "stock",
-            )
-        ),
+        "stock",
+        path("", stock.pairs, name="pairs"),
+        # SKUs may hold a slash: the buffer route goes first, so a SKU's page never swallows it.
+        path("<path:sku>/buffers/<slug:channel_code>/", stock.buffer_edit, name="buffer"),
+        path("<path:sku>/", stock.sku_detail, name="sku"),
     ),
-    path(
+    section(
         "orders/",
-        include(
-            (
-                [
-                    path("", trace.search, name="search"),
-                    path("<int:pk>/", trace.trace, name="trace"),
-                ],
-                "orders",
-            )
-        ),
+        "orders",
+        path("", trace.search, name="search"),
+        path("<int:pk>/", trace.trace, name="trace"),
     ),
-    path(
+    section(
         "runs/",
-        include(
-            (
-                [
-                    path("", runs.run_list, name="list"),
-                    path("live/", runs.live, name="live"),
-                    path("start/", runs.start, name="start"),
-                    path("<int:pk>/", runs.detail, name="detail"),
-                ],
-                "runs",
-            )
-        ),
+        "runs",
+        path("", runs.run_list, name="list"),
+        path("live/", runs.live, name="live"),
+        path("start/", runs.start, name="start"),
+        path("<int:pk>/", runs.detail, name="detail"),
     ),
     path("api/exceptions/", include("exceptions.api_urls")),
     path("api/", include("console.api_urls")),
