@@ -28,23 +28,13 @@ from exceptions.services import ACTIVE, failure_record, objects_succeeded
 from mappings.models import System
 from syncs import connections
 from syncs.connectors.errors import DataError
-from syncs.flows.order_export import export_statuses
+from syncs.flows.order_export import TotalsMismatch, export_statuses
+from syncs.flows.reconcile_skus import MissingInTarget
+from syncs.flows.return_sync import RefundNotPosted
 from syncs.models import OrderReconciliation
 from syncs.runs import RunCounter, moment
 
 FLOW = "reconcile_orders"
-
-
-class SaleMissing(DataError):
-    exception_kind = "missing_in_target"
-
-
-class SaleDiffers(DataError):
-    exception_kind = "totals_mismatch"
-
-
-class CreditDiffers(DataError):
-    exception_kind = "refund_not_posted"
 
 
 @dataclass
@@ -202,14 +192,14 @@ def _differ(group, problems, ref, kind, number, centra, fulfil, currency, day, o
     }
     group.differences.append(difference)
     error_class, message = {
-        "missing_sale": (SaleMissing, f"Centra order {number} ({centra} {currency}) has no sale in Fulfil"),
-        "sale_differs": (SaleDiffers, f"Centra order {number} is {centra} {currency}, its Fulfil sale {fulfil}"),
+        "missing_sale": (MissingInTarget, f"Centra order {number} ({centra} {currency}) has no sale in Fulfil"),
+        "sale_differs": (TotalsMismatch, f"Centra order {number} is {centra} {currency}, its Fulfil sale {fulfil}"),
         "missing_credit": (
-            CreditDiffers,
+            RefundNotPosted,
             f"Centra refunded {centra} {currency} (return {number}), Fulfil has no credit",
         ),
         "credit_differs": (
-            CreditDiffers,
+            RefundNotPosted,
             f"Centra refunded {centra} {currency} (return {number}), Fulfil credited {fulfil}",
         ),
     }[kind]

@@ -43,6 +43,7 @@ from syncs.connectors.fulfil import Shipment
 from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
+from syncs.flows.reconcile_skus import MissingInTarget
 from syncs.link_refs import link_identifiers_record
 from syncs.links import link_step_done, order_lock
 from syncs.models import Link
@@ -73,12 +74,6 @@ class CaptureNotSettled(TransientError):
 
 class ShipmentDoesNotMatch(DataError):
     """What Fulfil shipped is not what is left to ship of the order in Centra or at its source."""
-
-
-class OrderNotInCentra(DataError):
-    """The order a shipment belongs to is not in Centra."""
-
-    exception_kind = "missing_in_target"
 
 
 def object_ref(shipment_id: int) -> str:
@@ -235,7 +230,7 @@ def _shipped_skus(shipment: Shipment) -> dict[str, int]:
 def _centra_order(order_link: Link) -> CentraOrder:
     order = connections.centra().order(order_link.centra_number) if order_link.centra_number else None
     if order is None:
-        raise OrderNotInCentra(
+        raise MissingInTarget(
             f"Centra has no order {order_link.centra_number} for {order_link}", system=System.CENTRA, operation="orders"
         )
     return order
