@@ -39,6 +39,11 @@ class SignOffForm(forms.Form):
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
+def may_run_skus(user) -> bool:
+    """Whether ``user`` may start a SKU reconciliation from this page (the page's button and the POST ask alike)."""
+    return bool(user_roles(user) & {ECOMMERCE, INTEGRATION_ADMIN})
+
+
 def order_days(*, since: date, until: date, status: str = ""):
     days = OrderReconciliation.objects.filter(day__range=(since, until)).select_related("signed_off_by")
     if status == "differences":
@@ -57,7 +62,6 @@ def overview(request: HttpRequest) -> HttpResponse:
     )
     last_skus = SyncRun.objects.filter(flow="reconcile_skus", status=SyncRun.Status.SUCCEEDED).order_by("-started_at")
     skus = last_skus.first()
-    roles = user_roles(request.user)
     return render(
         request,
         "console/reconciliation.html",
@@ -74,7 +78,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "skus": skus,
             "sku_systems": sorted((skus.summary.get("systems") or {}).items()) if skus else [],
             "may_run_orders": request.user.has_perm(SIGN_OFF),
-            "may_run_skus": bool(roles & {ECOMMERCE, INTEGRATION_ADMIN}),
+            "may_run_skus": may_run_skus(request.user),
             "yesterday": timezone.localdate() - timedelta(days=1),
         },
     )
@@ -121,9 +125,8 @@ def order_day_reopen(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run(request: HttpRequest) -> HttpResponse:
     """Hand a reconciliation to a worker: the SKU sets, or the orders of the days asked for."""
-    roles = user_roles(request.user)
     if request.POST.get("what") == "skus":
-        if not roles & {ECOMMERCE, INTEGRATION_ADMIN}:
+        if not may_run_skus(request.user):
             raise PermissionDenied("Ecommerce or an integration admin starts a SKU reconciliation.")
         async_task("syncs.tasks.run", "reconcile_skus", "manual")
         messages.success(request, "SKU reconciliation started: the counts update when it is done.")
