@@ -48,7 +48,7 @@ from syncs.connectors.centra import Return, StockLevel
 from syncs.connectors.errors import DataError, RateLimited
 from syncs.connectors.fulfil import CreditLine
 from syncs.flows.stock_push import stock_push_run
-from syncs.links import link_step_done, order_lock
+from syncs.links import link_note, link_step_done, order_lock
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
@@ -457,8 +457,7 @@ def _report_to_marketplace(link: Link, order_link: Link, centra_return: Return) 
                     system=System.MARKETPLACE,
                     operation="return_create",
                 )
-        link.detail.update(marketplace_lines=planned, marketplace_returned_before=returned)
-        link.save(update_fields=["detail", "updated_at"])
+        link_note(link, marketplace_lines=planned, marketplace_returned_before=returned)
     return_id = client.report_return(
         order_id, [mp.ReturnLine(line_id, quantity) for line_id, quantity in planned], reason=MARKETPLACE_RETURN_REASON
     )
@@ -550,8 +549,7 @@ def _put_back_at_master(link: Link, centra_return: Return, received: dict[str, i
         )
     except (DataError, RateLimited):
         # Refused (Centra changed nothing) or turned away before it was read: safe to send again later.
-        del link.detail["centra_delivery_sent_at"]
-        link.save(update_fields=["detail", "updated_at"])
+        link_note(link, centra_delivery_sent_at=None)
         raise
 
 

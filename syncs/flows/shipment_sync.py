@@ -45,7 +45,7 @@ from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.flows.reconcile_skus import MissingInTarget
 from syncs.link_refs import link_identifiers_record
-from syncs.links import link_step_done, order_lock
+from syncs.links import link_note, link_step_done, order_lock
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, moment
 
@@ -256,13 +256,13 @@ def _centra_create(link: Link, order_link: Link, shipment: Shipment) -> None:
     planned = _plan_centra_lines(order, goods.skus)
     bundle_planned, bundle_skus = _plan_bundle_lines(order, goods, _sibling_parts(order_link, link))
     planned += bundle_planned
-    link.detail.update(
+    link_note(
+        link,
         centra_lines=planned,
         centra_known=[known.id for known in order.shipments],
         bundle_parts=[[line_id, sku, units] for (line_id, sku), units in sorted(goods.parts.items())],
         source_skus=dict(Counter(goods.skus) + bundle_skus),
     )
-    link.save(update_fields=["detail", "updated_at"])
     if not planned:
         return  # parts of bundles whose units are not complete: held until the rest leaves the warehouse
     capture = settings.CENTRA_CAPTURE_ON_SHIPMENT
@@ -580,8 +580,7 @@ def _dispatch_at_virtualstock(
         return  # an earlier attempt's dispatch landed; its answer was lost
     if not planned:
         planned = _plan_virtualstock_lines(order, quantities, _sibling_lines(order_link, link, "virtualstock_lines"))
-        link.detail["virtualstock_lines"] = planned
-        link.save(update_fields=["detail", "updated_at"])
+        link_note(link, virtualstock_lines=planned)
     when = shipment.effective_date or timezone.localdate()
     lines = [
         DispatchLine(part_number, line_ref, quantity, shipment.tracking_number, carrier, when)
@@ -657,11 +656,9 @@ def _ship_at_marketplace(
                 )
         # Kept before sending: the marketplace knows a parcel by its tracking number and the same lines, so a
         # retry sends exactly this again and gets the first shipment back rather than a second.
-        link.detail["marketplace_lines"] = planned
-        link.save(update_fields=["detail", "updated_at"])
+        link_note(link, marketplace_lines=planned)
     lines = [ShipmentLine(line_id, quantity) for line_id, quantity in planned]
-    link.detail["marketplace_shipment_id"] = client.ship(order_id, lines, carrier, shipment.tracking_number)
-    link.save(update_fields=["detail", "updated_at"])
+    link_note(link, marketplace_shipment_id=client.ship(order_id, lines, carrier, shipment.tracking_number))
 
 
 # --- failures and retries -----------------------------------------------------------------------------------------
