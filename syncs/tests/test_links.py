@@ -1,0 +1,69 @@
+"""Locks and notes on many order links at once, as a batch of orders takes them."""
+
+import psycopg
+import pytest
+from django.db import connection
+
+from syncs.links import ORDER_LOCK_BASE, links_note, order_locks_held
+from syncs.models import Link
+
+pytestmark = pytest.mark.django_db
+
+
+def order_links(count: int) -> list[Link]:
+    return [
+        Link.objects.create(kind=Link.Kind.ORDER, source_system="centra", source_ref=str(n), centra_number=n)
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+def other_worker():
+    """A second PostgreSQL session, as another worker's."""
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True) as other:
+        yield other
+
+
+def test_a_batch_takes_the_orders_no_one_else_holds_and_releases_them(other_worker):
+    first, second, third = order_links(3)
+    other_worker.execute("SELECT pg_advisory_lock(%s)", [ORDER_LOCK_BASE + second.pk])
+
+    with order_locks_held([first, second, third]) as held:
+        assert held == {first.pk, third.pk}
+        taken = other_worker.execute(
+            "SELECT pg_try_advisory_lock(%s), pg_try_advisory_lock(%s)",
+            [ORDER_LOCK_BASE + first.pk, ORDER_LOCK_BASE + third.pk],
+        ).fetchone()
+        assert taken == (False, False)  # while the batch holds them, nobody else gets them
+
+    taken = other_worker.execute(
+        "SELECT pg_try_advisory_lock(%s), pg_try_advisory_lock(%s)",
+        [ORDER_LOCK_BASE + first.pk, ORDER_LOCK_BASE + third.pk],
+    ).fetchone()
+    assert taken == (True, True)
+
+
+def test_the_locks_are_released_when_the_batch_fails(other_worker):
+    (link,) = order_links(1)
+    with pytest.raises(RuntimeError), order_locks_held([link]) as held:
+        assert held == {link.pk}
+        raise RuntimeError("the batch broke")
+    assert other_worker.execute("SELECT pg_try_advisory_lock(%s)", [ORDER_LOCK_BASE + link.pk]).fetchone() == (True,)
+
+
+def test_links_note_merges_into_what_is_stored_and_saves_the_named_fields():
+    first, second = order_links(2)
+    Link.objects.filter(pk=first.pk).update(detail={"waiting": "capture", "shipment": "noted meanwhile"})
+    first.fulfil_id, second.fulfil_id = 11, 12
+
+    links_note([first, second], fields=["fulfil_id"], waiting=None, sale_state="processing")
+
+    stored = {link.pk: (link.fulfil_id, link.detail) for link in Link.objects.all()}
+    assert stored == {
+        first.pk: (11, {"shipment": "noted meanwhile", "sale_state": "processing"}),
+        second.pk: (12, {"sale_state": "processing"}),
+    }
+    assert first.detail == {"shipment": "noted meanwhile", "sale_state": "processing"}
