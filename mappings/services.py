@@ -16,6 +16,7 @@ from import_export.results import RowResult
 
 from mappings.models import (
     Bundle,
+    BundleComponent,
     CarrierMapping,
     Channel,
     MarketMapping,
@@ -199,12 +200,21 @@ def tax_code_for(*, tax_class: str, country: str) -> str:
     return tax_mapping_for(tax_class=tax_class, country=country).fulfil_tax_code
 
 
-def market_for(*, store_id: int, market_id: int) -> MarketMapping:
-    """The Fulfil channel, warehouse and currency of a Centra store + market. Raises MissingMapping."""
-    mapping = MarketMapping.objects.filter(centra_store_id=store_id, centra_market_id=market_id).first()
+def market_for(*, store_id: int, market_id: int, known: dict | None = None) -> MarketMapping:
+    """The Fulfil channel, warehouse and currency of a Centra store + market; from ``known`` (``markets_all``),
+    when given, instead of a query. Raises MissingMapping."""
+    if known is not None:
+        mapping = known.get((store_id, market_id))
+    else:
+        mapping = MarketMapping.objects.filter(centra_store_id=store_id, centra_market_id=market_id).first()
     if mapping is None:
         raise MissingMapping(kind="market", system=System.FULFIL, key={"store_id": store_id, "market_id": market_id})
     return mapping
+
+
+def markets_all() -> dict[tuple[int, int], MarketMapping]:
+    """Every market mapping, by (store id, market id), in one query (a brand has a handful)."""
+    return {(mapping.centra_store_id, mapping.centra_market_id): mapping for mapping in MarketMapping.objects.all()}
 
 
 # --- Bundles --------------------------------------------------------------------------------------------------
@@ -220,10 +230,25 @@ class BundlePart:
 def bundle_split(*, sku: str, amount: Decimal, currency: str) -> list[BundlePart] | None:
     """Explode a bundle SKU into its components, sharing ``amount`` between them by their price shares so that
     the parts add up to ``amount`` exactly in ``currency``'s minor unit. Returns None when ``sku`` is no bundle."""
-    bundle = Bundle.objects.filter(bundle_sku__iexact=sku).prefetch_related("components").first()
-    if bundle is None:
-        return None
-    components = list(bundle.components.all())
+    return bundle_parts(bundles_for([sku]).get(sku.lower()), amount=amount, currency=currency)
+
+
+def bundles_for(skus: Iterable[str]) -> dict[str, list[BundleComponent]]:
+    """The components of every bundle among ``skus``, in two queries: {bundle SKU in lower case: components}."""
+    keys = list({sku.lower() for sku in skus})
+    bundles = (
+        Bundle.objects.alias(key=Lower("bundle_sku")).filter(key__in=keys).prefetch_related("components")
+        if keys
+        else []
+    )
+    return {bundle.bundle_sku.lower(): list(bundle.components.all()) for bundle in bundles}
+
+
+def bundle_parts(
+    components: list[BundleComponent] | None, *, amount: Decimal, currency: str
+) -> list[BundlePart] | None:
+    """``amount`` shared between a bundle's ``components`` (from ``bundles_for``) as ``bundle_split`` shares it;
+    None for no bundle."""
     if not components:
         return None
     amounts = split_exactly(amount, [component.price_share for component in components], currency)

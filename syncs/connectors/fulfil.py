@@ -516,11 +516,23 @@ class FulfilClient:
         if channel_id is not None:
             domain = [domain, ["channel", "=", channel_id]]
         rows = self._rpc("sale.sale", "search_read", [domain, 0, 20, [["id", "DESC"]], SALE_FIELDS])
-        if not rows:
-            return None
-        row = next((row for row in rows if row.get("state") != "cancelled"), rows[0])
-        sale = _sale(row, "sale.sale.search_read")
-        return self._with_lines(sale) if with_lines else sale
+        sale = preferred_sale([_sale(row, "sale.sale.search_read") for row in rows])
+        return self._with_lines(sale) if with_lines and sale is not None else sale
+
+    def sales_matching(self, references: Iterable[str], *, chunk: int = MAX_PAGE // 2) -> dict[str, list[Sale]]:
+        """``sale_by_reference`` for many references, one call a ``chunk``: {reference: every sale whose reference
+        or channel identifier it is, newest first}, cancelled ones included; ``preferred_sale`` picks as
+        ``sale_by_reference`` does. References with no sale are absent."""
+        references = list(dict.fromkeys(references))
+        found: dict[str, list[Sale]] = {}
+        for begin in range(0, len(references), chunk):
+            part = references[begin : begin + chunk]
+            domain = ["OR", [["reference", "in", part]], [["channel_identifier", "in", part]]]
+            for row in self.search_read("sale.sale", domain, SALE_FIELDS, [["id", "DESC"]]):
+                sale = _sale(row, "sale.sale.search_read")
+                for reference in {sale.reference, sale.channel_identifier} & set(part):
+                    found.setdefault(reference, []).append(sale)
+        return found
 
     def sales_by_reference(self, references: Iterable[str], *, chunk: int = 500) -> dict[str, Sale]:
         """The live (not cancelled) sales whose reference is one of ``references``: {reference: sale}, one call a
@@ -544,6 +556,16 @@ class FulfilClient:
         sale = _sale(row, "sale.sale.search_read")
         return self._with_lines(sale) if with_lines else sale
 
+    def sales(self, sale_ids: Iterable[int]) -> dict[int, Sale]:
+        """The sales with these ids, without their lines, by id (one call per 500); ids Fulfil does not have are
+        absent."""
+        ids = sorted(set(sale_ids))
+        found: dict[int, Sale] = {}
+        for start in range(0, len(ids), MAX_PAGE):
+            for row in self.search_read("sale.sale", [["id", "in", ids[start : start + MAX_PAGE]]], SALE_FIELDS):
+                found[row["id"]] = _sale(row, "sale.sale.search_read")
+        return found
+
     def _with_lines(self, sale: Sale) -> Sale:
         rows = self.search_read("sale.line", [["sale", "=", sale.id]], SALE_LINE_FIELDS)
         lines = tuple(_sale_line(row) for row in rows)
@@ -566,31 +588,41 @@ class FulfilClient:
         line when the draft has a shipping amount. Products are looked up by code unless every line carries its
         ``product_id``. Returns the new sale's id. Not retried once sent: call ``sale_by_reference`` before trying
         again. Raises DataError naming unknown product codes."""
+        return self.create_sales([draft])[0]
+
+    def create_sales(self, drafts: list[SaleDraft]) -> list[int]:
+        """``create_sale`` for many drafts: the customers' parties found together (one call) and the new ones
+        created together (one call), their addresses likewise, then every sale in one create. Returns the new
+        sales' ids in the drafts' order. Fulfil takes or refuses a create whole: a DataError names the problem and
+        leaves no sale behind (parties and addresses made for it stay, and are found by e-mail next time)."""
         operation = "sale.sale.create"
-        if not draft.lines:
-            raise DataError("a sale needs at least one line", system=SYSTEM, operation=operation)
-        _check_amounts([line.unit_price for line in draft.lines] + [draft.shipping_amount], operation)
-        products = self._products_of(draft.lines, operation)
-        currency = self._id_by_code("currency.currency", draft.currency_code, operation)
-        party, invoice_address, shipment_address = self._party_and_addresses(draft)
-        lines = _draft_line_values(draft, products, operation)
-        values = {
-            "party": party,
-            "invoice_address": invoice_address,
-            "shipment_address": shipment_address,
-            "currency": currency,
-            "reference": draft.reference,
-            "channel_identifier": draft.channel_identifier or draft.reference,
-            "lines": [["create", lines]],
-        }
-        optional = {
-            "channel": draft.channel_id,
-            "warehouse": draft.warehouse_id,
-            "sale_date": draft.sale_date,
-            "comment": draft.comment or None,
-        }
-        values.update({name: value for name, value in optional.items() if value is not None})
-        return self.create("sale.sale", [values])[0]
+        for draft in drafts:
+            if not draft.lines:
+                raise DataError("a sale needs at least one line", system=SYSTEM, operation=operation)
+            _check_amounts([line.unit_price for line in draft.lines] + [draft.shipping_amount], operation)
+        products = self._products_of([line for draft in drafts for line in draft.lines], operation)
+        records = []
+        for draft, (party, invoice_address, shipment_address) in zip(
+            drafts, self._parties_and_addresses(drafts), strict=True
+        ):
+            values = {
+                "party": party,
+                "invoice_address": invoice_address,
+                "shipment_address": shipment_address,
+                "currency": self._id_by_code("currency.currency", draft.currency_code, operation),
+                "reference": draft.reference,
+                "channel_identifier": draft.channel_identifier or draft.reference,
+                "lines": [["create", _draft_line_values(draft, products, operation)]],
+            }
+            optional = {
+                "channel": draft.channel_id,
+                "warehouse": draft.warehouse_id,
+                "sale_date": draft.sale_date,
+                "comment": draft.comment or None,
+            }
+            values.update({name: value for name, value in optional.items() if value is not None})
+            records.append(values)
+        return self.create("sale.sale", records)
 
     def replace_sale_lines(self, sale_id: int, draft: SaleDraft) -> str:
         """Give the sale exactly the lines (and shipping line) of ``draft``, as when the order changed before the
@@ -634,9 +666,31 @@ class FulfilClient:
     def confirm_sale(self, sale_id: int) -> str:
         """Quote and confirm the sale (Fulfil then processes it into shipments). Safe to repeat. Returns its
         state; raises DataError when Fulfil refused or left it unconfirmed."""
-        self.call("sale.sale", "quote", [sale_id], idempotent=True)
-        self.call("sale.sale", "confirm", [sale_id], idempotent=True)
-        return self._expect_state(sale_id, WORKING_STATES, "confirm")
+        sale = self._confirmed([sale_id]).get(sale_id)
+        if sale is None:
+            raise DataError(f"there is no sale {sale_id}", system=SYSTEM, operation="sale.sale.confirm")
+        if sale.state not in WORKING_STATES:
+            raise DataError(
+                f"sale {sale.number or sale_id} is {sale.state} after confirm",
+                system=SYSTEM,
+                operation="sale.sale.confirm",
+            )
+        return sale.state
+
+    def confirm_sales(self, sale_ids: list[int]) -> dict[int, str]:
+        """Quote and confirm many sales, each step one call for all of them (as Fulfil's buttons take a list of
+        records), then read their states: {id: state}; a sale Fulfil no longer has is absent. Safe to repeat.
+        Fulfil runs a button over its records in one transaction: when it refuses one sale (DataError), none moved,
+        and ``confirm_sale`` one by one tells which."""
+        return {sale.id: sale.state for sale in self._confirmed(sale_ids).values()}
+
+    def _confirmed(self, sale_ids: list[int]) -> dict[int, Sale]:
+        ids = list(dict.fromkeys(sale_ids))
+        for start in range(0, len(ids), MAX_PAGE):
+            part = ids[start : start + MAX_PAGE]
+            self.call("sale.sale", "quote", part, idempotent=True)
+            self.call("sale.sale", "confirm", part, idempotent=True)
+        return self.sales(ids)
 
     def cancel_sale(self, sale_id: int) -> None:
         """Cancel the sale. A confirmed sale is put back to draft first, as Fulfil requires; a sale already
@@ -732,43 +786,67 @@ class FulfilClient:
             return {line.product_code: line.product_id for line in lines}
         return self._product_ids([line.product_code for line in lines], operation)
 
-    def _party_and_addresses(self, draft: SaleDraft) -> tuple[int, int, int]:
-        """The customer's party and the ids of the draft's invoice and shipment addresses among its addresses.
-        A new customer's party is created with its contact mechanisms and addresses in one create; a known
-        party's addresses are searched once and the missing ones created together."""
-        wanted = [draft.invoice_address]
-        if draft.shipment_address != draft.invoice_address:
-            wanted.append(draft.shipment_address)
-        # Read before anything is created: an unknown country leaves no party behind.
-        values = [self._address_values(address, "party.address.create") for address in wanted]
-        party = self._party_by_email(draft.customer.email)
-        if party is None:
+    def _parties_and_addresses(self, drafts: list[SaleDraft]) -> list[tuple[int, int, int]]:
+        """For each draft, the customer's party and the ids of its invoice and shipment addresses among the
+        party's. Known parties are found by e-mail in one call; the new customers' parties are created in one
+        call, each with its contact mechanisms and first addresses; the parties' addresses are then searched in
+        one call and the missing ones created together. A customer met twice in ``drafts`` is one party."""
+        wanted: list[list[dict]] = []
+        for draft in drafts:
+            addresses = [draft.invoice_address]
+            if draft.shipment_address != draft.invoice_address:
+                addresses.append(draft.shipment_address)
+            # Read before anything is created: an unknown country leaves no party behind.
+            wanted.append([self._address_values(address, "party.address.create") for address in addresses])
+        parties = self._parties_by_email(draft.customer.email for draft in drafts)
+        new = {}
+        for draft, values in zip(drafts, wanted, strict=True):
             customer = draft.customer
+            if customer.email in parties or customer.email in new:
+                continue
             mechanisms = [{"type": "email", "value": customer.email}]
             if customer.phone:
                 mechanisms.append({"type": "phone", "value": customer.phone})
             # Not idempotent either; a duplicate party after a timed-out create is harmless and found by e-mail
-            # later. The create answers the party's id only: its new addresses are read back by the search below.
-            record = {
+            # later. The create answers the parties' ids only: their new addresses are read back below.
+            new[customer.email] = {
                 "name": customer.name,
                 "contact_mechanisms": [["create", mechanisms]],
                 "addresses": [["create", values]],
             }
-            party = self.create("party.party", [record])[0]
-        ids = self._addresses_among(party, values)
-        missing = [address for address, found in zip(values, ids, strict=True) if found is None]
+        if new:
+            parties.update(zip(new, self.create("party.party", list(new.values())), strict=True))
+        known: dict[int, list[dict]] = {}
+        for row in self.search_read(
+            "party.address", [["party", "in", sorted(set(parties.values()))]], ["party", *ADDRESS_FIELDS]
+        ):
+            known.setdefault(row["party"], []).append(row)
+        missing: dict[tuple, dict] = {}  # one new address per party, however many drafts want it
+        for draft, values in zip(drafts, wanted, strict=True):
+            party = parties[draft.customer.email]
+            for address in values:
+                if _address_id(known.get(party, []), address) is None:
+                    missing.setdefault((party, _address_key(address)), {**address, "party": party})
         if missing:
-            created = iter(self.create("party.address", [{**address, "party": party} for address in missing]))
-            ids = [found if found is not None else next(created) for found in ids]
-        return party, ids[0], ids[-1]
+            created = self.create("party.address", list(missing.values()))
+            for address, address_id in zip(missing.values(), created, strict=True):
+                known.setdefault(address["party"], []).append({**address, "id": address_id})
+        found = []
+        for draft, values in zip(drafts, wanted, strict=True):
+            party = parties[draft.customer.email]
+            ids = [_address_id(known[party], address) for address in values]
+            found.append((party, ids[0], ids[-1]))
+        return found
 
-    def _party_by_email(self, email: str) -> int | None:
-        found = self._rpc(
-            "party.contact_mechanism",
-            "search_read",
-            [[["type", "=", "email"], ["value", "=", email]], 0, 1, [["id", "ASC"]], ["party"]],
-        )
-        return found[0]["party"] if found else None
+    def _parties_by_email(self, emails: Iterable[str]) -> dict[str, int]:
+        """{e-mail: the first party with that e-mail address}, one call per 500 addresses; unknown ones absent."""
+        emails = sorted(set(emails))
+        found: dict[str, int] = {}
+        for start in range(0, len(emails), MAX_PAGE):
+            domain = [["type", "=", "email"], ["value", "in", emails[start : start + MAX_PAGE]]]
+            for row in self.search_read("party.contact_mechanism", domain, ["party", "value"], [["id", "ASC"]]):
+                found.setdefault(row["value"], row["party"])
+        return found
 
     def _address_values(self, address: Address, operation: str) -> dict:
         """An address as ``party.address`` values, without the empty ones."""
@@ -788,17 +866,6 @@ class FulfilClient:
             "subdivision": subdivision,
         }
         return {name: value for name, value in values.items() if value is not None}
-
-    def _addresses_among(self, party_id: int, wanted: list[dict]) -> list[int | None]:
-        """For each of ``wanted``, the id of the same address among the party's (one call), or None."""
-        rows = list(self.search_read("party.address", [["party", "=", party_id]], list(ADDRESS_FIELDS)))
-        return [
-            next(
-                (row["id"] for row in rows if all(_same(row.get(name), values.get(name)) for name in ADDRESS_FIELDS)),
-                None,
-            )
-            for values in wanted
-        ]
 
     # --- shipments --------------------------------------------------------------------------------------------
 
@@ -977,9 +1044,22 @@ def _check_amounts(amounts: list, operation: str) -> None:
             raise TypeError(f"{operation}: amounts must be Decimal, not {type(amount).__name__}")
 
 
-def _same(found, wanted) -> bool:
-    """Equal once case and spacing are set aside: the same address typed twice is the same address."""
-    return _normalised(found) == _normalised(wanted)
+def preferred_sale(sales: list[Sale]) -> Sale | None:
+    """Of the sales found for one reference, the one that stands for it: a live one before a cancelled one, the
+    newest (highest id) first."""
+    ordered = sorted(sales, key=lambda sale: sale.id, reverse=True)
+    return next((sale for sale in ordered if sale.state != "cancelled"), ordered[0] if ordered else None)
+
+
+def _address_id(rows: list[dict], values: dict) -> int | None:
+    """The id of the address among ``rows`` that is the same as ``values``, or None."""
+    wanted = _address_key(values)
+    return next((row["id"] for row in rows if _address_key(row) == wanted), None)
+
+
+def _address_key(values: dict) -> tuple:
+    """An address as it compares: case and spacing set aside, the same address typed twice is the same address."""
+    return tuple(_normalised(values.get(name)) for name in ADDRESS_FIELDS)
 
 
 def _normalised(value) -> str | None:

@@ -16,10 +16,17 @@ the customer paid. The tax Centra included is written on the sale's comment.
 
 An order is exported once: a per-order lock keeps two workers apart, the order is read again under it, and Fulfil
 is asked for a sale with the order's number before one is created.
+
+A run exports its orders a chunk at a time (``EXPORT_CHUNK``): the chunk's links and locks are taken together (an
+order another worker holds is left to it), its orders read again in one call, its mappings and products read once,
+and its new sales created, read back, quoted and confirmed in one call each — a dozen calls for a hundred orders
+where one order alone takes ten. Orders an earlier attempt got into Fulfil, and every order of a chunk whose batched
+call Fulfil refuses, go through the one-order path, which tells which order it was.
 """
 
+import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,23 +37,36 @@ from django.conf import settings
 from django.utils import timezone
 
 from exceptions.registry import AlreadyRecorded, register_retry_handler
-from exceptions.services import failure_record, object_succeeded
+from exceptions.services import failure_record, object_succeeded, objects_succeeded
 from mappings.models import MarketMapping, System
 from mappings.money import is_exact, split_exactly
-from mappings.services import MissingMapping, bundle_split, market_for, skus_for
+from mappings.services import MissingMapping, bundle_parts, bundles_for, market_for, markets_all, skus_mapped
 from syncs import connections
 from syncs.connectors.centra import CentraClient, Order, OrderLine
 from syncs.connectors.errors import DataError
-from syncs.connectors.fulfil import Address, Customer, DraftLine, FulfilClient, Sale, SaleDraft
-from syncs.links import link_note, order_lock
+from syncs.connectors.fulfil import (
+    WORKING_STATES,
+    Address,
+    Customer,
+    DraftLine,
+    FulfilClient,
+    Product,
+    Sale,
+    SaleDraft,
+)
+from syncs.links import link_note, links_note, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
 FLOW = "order_export"
+logger = logging.getLogger("switchyard.orders")
 # Each run reads again the last few minutes before its cursor: an order written at the edge of the previous read
 # (or by a Centra server whose clock is a little behind) is not missed. Reading an exported order costs nothing.
 CURSOR_OVERLAP = timedelta(minutes=5)
 EDITABLE_STATES = ("draft", "quotation", "confirmed")  # a sale's lines can still change: nothing is picked yet
+# Orders exported together: their links, locks, mappings and Fulfil's products read once, their customers found and
+# their sales created, quoted and confirmed in one call each (Fulfil answers up to 500 records a call).
+EXPORT_CHUNK = 100
 
 
 class TotalsMismatch(DataError):
@@ -75,6 +95,7 @@ class ExportSummary:
     already_exported: int = 0
     waiting_capture: int = 0
     failed: int = 0
+    elsewhere: int = 0  # held by another worker exporting them at the same moment
     exception_ids: list[int] = field(default_factory=list)
     cursor: str | None = None  # the latest change read: where the next run starts
 
@@ -95,35 +116,25 @@ def order_export_run(*, counter: RunCounter | None = None) -> ExportSummary:
     since = run_cursor(FLOW)
     summary.cursor = since.isoformat() if since else None
     seen: set[int] = set()
-    for order in orders_changed(client, since=since, statuses=export_statuses()):
-        seen.add(order.number)
-        summary.cursor = latest(summary.cursor, order.updated_at)
-        _export_counted(order, summary, counter)
+    for orders in chunked(orders_changed(client, since=since, statuses=export_statuses()), EXPORT_CHUNK):
+        for order in orders:
+            seen.add(order.number)
+            summary.cursor = latest(summary.cursor, order.updated_at)
+        export_chunk(orders, summary, counter)
     waiting = (
         Link.objects.filter(kind=Link.Kind.ORDER, exported_at__isnull=True, detail__waiting="capture")
         .exclude(centra_number__in=seen)
         .values_list("centra_number", flat=True)
     )
-    for order in orders_by_number(client, list(waiting)):
-        _export_counted(order, summary, counter)
+    for orders in chunked(orders_by_number(client, list(waiting)), EXPORT_CHUNK):
+        export_chunk(orders, summary, counter)
     return summary
 
 
-def _export_counted(order: Order, summary: ExportSummary, counter: RunCounter | None) -> None:
-    summary.examined += 1
-    try:
-        outcome = order_export_one(number=order.number, order=order)
-    except Exception as error:  # every failure of one order lands in the queue, whatever it is
-        summary.failed += 1
-        summary.exception_ids.append(_record(order, error).pk)
-        if counter:
-            counter.add(examined=1, failed=1)
-        return
-    summary.exported += outcome is Outcome.EXPORTED
-    summary.already_exported += outcome is Outcome.ALREADY_EXPORTED
-    summary.waiting_capture += outcome is Outcome.WAITING_CAPTURE
-    if counter:
-        counter.add(examined=1, succeeded=1)
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def export_statuses() -> list[str]:
@@ -182,16 +193,189 @@ def orders_by_number(client: CentraClient, numbers: list[int], chunk: int = 100)
 def order_link(number: int) -> Link:
     """The link of Centra order ``number``: the import's, for an order that came from a marketplace or a retailer;
     else the web order's own, made the first time the order is seen (so a stalled order's age can be measured)."""
-    link = Link.objects.filter(kind=Link.Kind.ORDER, centra_number=number).first()
-    if link is not None:
-        return link
-    link, _ = Link.objects.get_or_create(
-        kind=Link.Kind.ORDER,
-        source_system=System.CENTRA,
-        source_ref=str(number),
-        defaults={"centra_number": number},
-    )
-    return link
+    return order_links([number])[number]
+
+
+# --- a chunk of orders -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """What became of a chunk's orders, added to the run's summary as they settle and to its counter at the end."""
+
+    summary: ExportSummary
+    failed: int = 0
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.summary.exported += outcome is Outcome.EXPORTED
+        self.summary.already_exported += outcome is Outcome.ALREADY_EXPORTED
+        self.summary.waiting_capture += outcome is Outcome.WAITING_CAPTURE
+
+    def failure(self, order: Order, error: BaseException) -> None:
+        self.failed += 1
+        self.summary.failed += 1
+        self.summary.exception_ids.append(_record(order, error).pk)
+
+
+def export_chunk(orders: list[Order], summary: ExportSummary, counter: RunCounter | None = None) -> None:
+    """Export ``orders`` (as just listed) together, each succeeding, waiting or failing on its own."""
+    tally = _Tally(summary)
+    summary.examined += len(orders)
+    listed = {order.number: order for order in orders}
+    links = order_links(list(listed))
+    candidates = []
+    for order in orders:
+        link = links[order.number]
+        try:
+            outcome = Outcome.ALREADY_EXPORTED if link.exported_at else _not_yet(link, order)
+        except Exception as error:  # every failure of one order lands in the queue, whatever it is
+            tally.failure(order, error)
+            continue
+        if outcome:
+            tally.outcome(outcome)
+        else:
+            candidates.append(link)
+    if candidates:
+        with order_locks_held(candidates) as held:
+            summary.elsewhere += len(candidates) - len(held)  # another worker is exporting them
+            _export_held(Link.objects.filter(pk__in=held), listed, tally)
+    if counter:
+        counter.add(examined=len(orders), succeeded=len(orders) - tally.failed, failed=tally.failed)
+
+
+def _export_held(links: Iterable[Link], listed: dict[int, Order], tally: _Tally) -> None:
+    """Export the orders of ``links``, whose locks this worker holds: each read again (it may have changed since
+    it was listed), translated, then the new sales posted together."""
+    links = {link.centra_number: link for link in links if not link.exported_at}
+    if not links:
+        return
+    fulfil = connections.fulfil()
+    current = {order.number: order for order in orders_by_number(connections.centra(), list(links))}
+    ready = []
+    for number, link in links.items():
+        order = current.get(number)
+        try:
+            if order is None:
+                raise DataError(f"Centra has no order {number}", system=System.CENTRA, operation="orders")
+            outcome = _not_yet(link, order)
+        except Exception as error:
+            tally.failure(order or listed[number], error)
+            continue
+        if outcome:
+            tally.outcome(outcome)
+        else:
+            ready.append((link, order))
+    if not ready:
+        return
+    try:
+        translation = Translation([order for _, order in ready], fulfil)
+    except Exception:
+        translation = None  # each order reads its own and records what fails
+    drafted = []
+    for link, order in ready:
+        try:
+            drafted.append((link, order, sale_draft(order, fulfil=fulfil, link=link, translation=translation)))
+        except Exception as error:
+            tally.failure(order, error)
+    _post(drafted, fulfil, tally)
+
+
+def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, tally: _Tally) -> None:
+    """Create, check and confirm the chunk's new sales, one call each step for all of them. An order an earlier
+    attempt got into Fulfil goes the one-order way (its sale is compared and mended); so does every order of a step
+    Fulfil refuses or that fails, which tells which order it was and records it."""
+    if not drafted:
+        return
+    try:
+        found = fulfil.sales_matching([draft.reference for _, _, draft in drafted])
+    except Exception as error:
+        _export_each(drafted, tally, because=error)
+        return
+    fresh = []
+    for item in drafted:
+        link, _, draft = item
+        theirs = [sale for sale in found.get(draft.reference, []) if draft.channel_id in (None, sale.channel_id)]
+        if link.fulfil_id or theirs:
+            _export_alone(*item, tally)
+        else:
+            fresh.append(item)
+    if not fresh:
+        return
+    try:
+        ids = fulfil.create_sales([draft for _, _, draft in fresh])
+    except Exception as error:
+        _export_each(fresh, tally, because=error)  # each looks for its sale first: found if the call made it
+        return
+    for (link, _, _), sale_id in zip(fresh, ids, strict=True):
+        link.fulfil_id = sale_id
+    # Saved the moment Fulfil answers: a crash after this point resumes with these sales, never second ones.
+    links_note([link for link, _, _ in fresh], fields=["fulfil_id"])
+    try:
+        sales = fulfil.sales(ids)
+        right = [item for item in fresh if _total(sales.get(item[0].fulfil_id)) == item[1].grand_total]
+        states = fulfil.confirm_sales([link.fulfil_id for link, _, _ in right]) if right else {}
+    except Exception as error:
+        _export_each(fresh, tally, because=error)
+        return
+    confirmed = [item for item in right if states.get(item[0].fulfil_id) in WORKING_STATES]
+    # A wrong total or a sale left unconfirmed: the one-order way deletes the draft or names the refusal.
+    settled = {id(item) for item in confirmed}
+    _export_each([item for item in fresh if id(item) not in settled], tally)
+    now = timezone.now()
+    by_state: dict[str, list[Link]] = {}
+    for link, _, _ in confirmed:
+        link.exported_at = now
+        by_state.setdefault(states[link.fulfil_id], []).append(link)
+    for state, links in by_state.items():
+        # Fulfil holds the stock once a sale is processing; until then its units still count as in flight.
+        links_note(links, fields=["exported_at"], waiting=None, sale_state=state)
+    objects_succeeded(flow=FLOW, object_refs=[object_ref(order.number) for _, order, _ in confirmed])
+    for _ in confirmed:
+        tally.outcome(Outcome.EXPORTED)
+
+
+def _total(sale: Sale | None) -> Decimal | None:
+    return sale.total_amount if sale else None
+
+
+def _export_each(
+    items: list[tuple[Link, Order, SaleDraft]], tally: _Tally, because: BaseException | None = None
+) -> None:
+    if because is not None and items:
+        logger.warning(
+            "exporting %d orders one by one: the call for all of them failed: %s", len(items), because, exc_info=because
+        )
+    for item in items:
+        _export_alone(*item, tally)
+
+
+def _export_alone(link: Link, order: Order, draft: SaleDraft, tally: _Tally) -> None:
+    try:
+        _export(link, order, draft)
+    except Exception as error:
+        tally.failure(order, error)
+        return
+    object_succeeded(flow=FLOW, object_ref=object_ref(order.number))
+    tally.outcome(Outcome.EXPORTED)
+
+
+def order_links(numbers: list[int]) -> dict[int, Link]:
+    """``order_link`` for many orders: {number: link}, in one query (three when some are new). An imported
+    order's link carries its Centra number from the import."""
+    links = {link.centra_number: link for link in Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=numbers)}
+    new = [number for number in dict.fromkeys(numbers) if number not in links]
+    if new:
+        Link.objects.bulk_create(
+            [
+                Link(kind=Link.Kind.ORDER, source_system=System.CENTRA, source_ref=str(number), centra_number=number)
+                for number in new
+            ],
+            ignore_conflicts=True,  # another worker made one meanwhile: read below
+        )
+        links.update(
+            (link.centra_number, link) for link in Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=new)
+        )
+    return links
 
 
 # --- one order ----------------------------------------------------------------------------------------------------
@@ -269,9 +453,9 @@ def _wait_for_capture(link: Link, order: Order) -> None:
     )
 
 
-def _export(link: Link, order: Order) -> None:
+def _export(link: Link, order: Order, draft: SaleDraft | None = None) -> None:
     fulfil = connections.fulfil()
-    draft = sale_draft(order, fulfil=fulfil, link=link)
+    draft = draft or sale_draft(order, fulfil=fulfil, link=link)
     if link.fulfil_id and fulfil.sale(link.fulfil_id) is None:
         link.fulfil_id = None  # deleted in Fulfil since: it is made again
     created = False
@@ -333,11 +517,31 @@ def same_lines(sale: Sale, draft: SaleDraft) -> bool:
 # --- translating --------------------------------------------------------------------------------------------------
 
 
-def sale_draft(order: Order, *, fulfil: FulfilClient, link: Link | None = None) -> SaleDraft:
+class Translation:
+    """What turning orders into sales needs, read once for all of them: the market mappings, the bundles among
+    their SKUs, the SKUs' Fulfil codes and Fulfil's products for those codes (four queries and one call)."""
+
+    def __init__(self, orders: list[Order], fulfil: FulfilClient) -> None:
+        skus = {line.sku for order in orders for line in order.lines if line.quantity > 0}
+        self.markets = markets_all()
+        self.bundles = bundles_for(skus)
+        singles = [sku for sku in skus if sku.lower() not in self.bundles]
+        components = [part.component_sku for parts in self.bundles.values() for part in parts]
+        self.codes = skus_mapped(system=System.FULFIL, centra_skus=singles + components)
+        self.products: dict[str, Product] = (
+            fulfil.products_by_code(set(self.codes.values()), with_stock=False) if self.codes else {}
+        )
+
+
+def sale_draft(
+    order: Order, *, fulfil: FulfilClient, link: Link | None = None, translation: Translation | None = None
+) -> SaleDraft:
     """The Fulfil sale for a Centra order as it is now (cancelled units left out, bundles exploded into their
-    components), every amount as Centra charged it. Raises MissingMapping (market, SKU), TotalsMismatch when the
-    amounts do not add up to Centra's grand total, DataError for an order that cannot be carried over."""
-    market = market_for(store_id=order.store_id, market_id=order.market_id)
+    components), every amount as Centra charged it; the mappings and products from ``translation`` (read for this
+    order alone when not given). Raises MissingMapping (market, SKU), TotalsMismatch when the amounts do not add up
+    to Centra's grand total, DataError for an order that cannot be carried over."""
+    translation = translation or Translation([order], fulfil)
+    market = market_for(store_id=order.store_id, market_id=order.market_id, known=translation.markets)
     if market.currency.upper() != order.currency.upper():
         raise DataError(
             f"Centra order {order.number} is in {order.currency}, but the market mapping for store "
@@ -352,10 +556,12 @@ def sale_draft(order: Order, *, fulfil: FulfilClient, link: Link | None = None) 
             system="switchyard",
             operation="order export",
         )
-    lines = [draft_line for line in order.lines if line.quantity > 0 for draft_line in _lines_for(line, order)]
+    lines = [
+        draft_line for line in order.lines if line.quantity > 0 for draft_line in _lines_for(line, order, translation)
+    ]
     shipping = order.shipping + order.handling
     _check_totals(order, lines, shipping)
-    lines = _in_fulfil_codes(lines, fulfil)
+    lines = _in_fulfil_codes(lines, translation)
     return SaleDraft(
         reference=str(order.number),
         customer=_customer(order),
@@ -372,10 +578,10 @@ def sale_draft(order: Order, *, fulfil: FulfilClient, link: Link | None = None) 
     )
 
 
-def _lines_for(line: OrderLine, order: Order) -> list[DraftLine]:
+def _lines_for(line: OrderLine, order: Order, translation: Translation) -> list[DraftLine]:
     """A Centra line as sale lines (in Centra SKUs): a bundle becomes its components, sharing the line's value by
     their price shares so the parts add up to it exactly."""
-    parts = bundle_split(sku=line.sku, amount=line.line_value, currency=order.currency)
+    parts = bundle_parts(translation.bundles.get(line.sku.lower()), amount=line.line_value, currency=order.currency)
     description = f"{line.name} {line.size}".strip() or line.sku
     if line.unit_price != line.unit_original_price:
         description += f" (was {line.unit_original_price} each)"
@@ -446,14 +652,12 @@ def _figures_text(order: Order) -> list[str]:
     return [f"{name}: {value}" for name, value in _figures(order).items()]
 
 
-def _in_fulfil_codes(lines: list[DraftLine], fulfil: FulfilClient) -> list[DraftLine]:
+def _in_fulfil_codes(lines: list[DraftLine], translation: Translation) -> list[DraftLine]:
     """The lines with Fulfil's product codes and ids (so the sale's create need not look them up again). A SKU
     with no code, or whose code Fulfil does not know, is an unmapped SKU: a SKU mapping frees the order."""
-    centra_skus = list(dict.fromkeys(line.product_code for line in lines))
-    codes = skus_for(system=System.FULFIL, centra_skus=centra_skus)
-    known = fulfil.products_by_code(codes.values(), with_stock=False)
-    for sku in centra_skus:
-        if codes[sku] not in known:
+    codes, known = translation.codes, translation.products
+    for sku in dict.fromkeys(line.product_code for line in lines):
+        if codes.get(sku) not in known:
             raise MissingMapping(kind="sku", system=System.FULFIL, key={"centra_sku": sku})
     return [
         replace(line, product_code=codes[line.product_code], product_id=known[codes[line.product_code]].id)

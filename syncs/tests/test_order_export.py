@@ -393,3 +393,106 @@ def test_an_unmapped_market_waits_and_the_new_mapping_exports_it(shop, worker_cl
     assert ExceptionEvent.objects.filter(action="freed_by_mapping").count() == 2
     assert Link.objects.filter(exported_at__isnull=False).count() == 2
     connection.close()
+
+
+def customer(n: int) -> dict:
+    return {**ALVA, "email": f"customer{n}@example.com", "first_name": f"Kund{n}", "address1": f"Torstraße {n}"}
+
+
+@pytest.mark.django_db
+def test_a_chunk_of_orders_is_exported_together_in_ten_fulfil_calls(shop):
+    map_europe()
+    shop("centra").seed(orders=[web_order(1001)])
+    order_export_run()  # Alva is a customer now; the worker has met the currency and the country
+    # Thirty orders: Alva twice to her new address, fourteen new customers each ordering twice, and one more.
+    moved = {**ALVA, "address1": "Neue Straße 5"}
+    orders = [web_order(1100, customer=moved)] + [web_order(1101 + n, customer=customer(n // 2)) for n in range(27)]
+    orders.append(web_order(1128, customer=moved))
+    orders.append(
+        web_order(1129, customer=customer(99), lines=[{"sku": "TEE100BLKM", "quantity": 2, "unitPrice": "29.99"}])
+    )
+    shop("centra").seed(orders=orders)
+    requests.post(f"{shop('fulfil').url}/_sandbox/calls/clear", timeout=10).raise_for_status()
+
+    summary = order_export_run()
+
+    assert (summary.examined, summary.exported, summary.already_exported, summary.failed) == (31, 30, 1, 0)
+    assert shop("fulfil").operations() == [
+        "product.product.search_read",  # every SKU of the chunk
+        "sale.sale.search_read",  # no sale yet for any of its orders
+        "party.contact_mechanism.search_read",  # Alva is known, the others are not
+        "party.party.create",  # fifteen new customers, each once, in one create
+        "party.address.search_read",  # every party's addresses
+        "party.address.create",  # Alva's new address, once
+        "sale.sale.create",  # thirty sales
+        "sale.sale.search_read",  # their totals
+        "sale.sale.quote",
+        "sale.sale.confirm",
+        "sale.sale.search_read",  # their states
+    ]
+    records = shop("fulfil").state()["records"]
+    assert len(records["party.party"]) == 16
+    assert [row["street"] for row in records["party.address"].values() if row["party"] == sale_of(1001).party_id] == [
+        "Hauptstraße 1",
+        "Neue Straße 5",
+    ]
+    assert len(records["sale.sale"]) == 31
+    for order in orders:
+        sale = sale_of(order["number"])
+        assert sale.state in ("confirmed", "processing")
+        assert sale.total_amount == (Decimal("64.93") if order["number"] == 1129 else Decimal("145.82"))
+    twice = [sale_of(1101), sale_of(1102)]  # one customer's two orders: one party, one address
+    assert twice[0].party_id == twice[1].party_id
+    assert len({records["sale.sale"][str(sale.id)]["shipment_address"] for sale in twice}) == 1
+    assert sale_of(1100).party_id == sale_of(1128).party_id == sale_of(1001).party_id
+    assert Link.objects.filter(exported_at__isnull=False).count() == 31
+    assert {link.detail.get("sale_state") for link in Link.objects.all()} <= {"confirmed", "processing"}
+
+
+@pytest.mark.django_db
+def test_an_order_fulfil_refuses_fails_alone_and_the_rest_of_its_chunk_is_exported(shop):
+    map_europe()
+    # A second market whose mapping names a Fulfil channel that does not exist: Fulfil refuses its sale, and
+    # with it the chunk's whole create.
+    MarketMapping.objects.create(
+        centra_store_id=1,
+        centra_market_id=3,
+        currency="GBP",
+        fulfil_channel_id=999,
+        fulfil_warehouse_id=main_warehouse(),
+    )
+    orders = [web_order(1200 + n, customer=customer(n)) for n in range(5)]
+    orders[2] = web_order(1202, customer=customer(2), marketId=3)
+    shop("centra").seed(orders=orders)
+
+    summary = order_export_run()
+
+    assert (summary.exported, summary.failed) == (4, 1)
+    exception = SyncException.objects.get()
+    assert exception.object_ref == "centra:1202" and exception.flow == FLOW
+    assert "999" in exception.message
+    numbers = sorted(int(sale["reference"]) for sale in fulfil_sales(shop))
+    assert numbers == [1200, 1201, 1203, 1204]
+    assert shop("fulfil").operations().count("sale.sale.create") == 1 + 5  # the chunk's, then one by one
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_another_worker_is_exporting_is_left_to_it(shop):
+    import psycopg
+
+    from syncs.links import ORDER_LOCK_BASE
+
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    map_europe()
+    shop("centra").seed(orders=[web_order(1300, customer=customer(1)), web_order(1301, customer=customer(2))])
+    busy = Link.objects.create(kind=Link.Kind.ORDER, source_system="centra", source_ref="1301", centra_number=1301)
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+    with psycopg.connect(**params, autocommit=True) as other_worker:
+        other_worker.execute("SELECT pg_advisory_lock(%s)", [ORDER_LOCK_BASE + busy.pk])
+        summary = order_export_run()
+        assert (summary.exported, summary.elsewhere, summary.failed) == (1, 1, 0)
+        assert [sale["reference"] for sale in fulfil_sales(shop)] == ["1300"]
+    # That worker stopped without exporting it: the next run does.
+    assert run_flow(flow=FLOW, action=order_export_run, trigger="manual").summary["exported"] == 1
+    assert sorted(sale["reference"] for sale in fulfil_sales(shop)) == ["1300", "1301"]
