@@ -105,3 +105,29 @@ def link_not_cancelled(prefix: str = "") -> Q:
     through a relation (``"link__"``). A missing JSON key is NULL in SQL, which a negated lookup would drop too:
     "absent or false" is said outright."""
     return Q(**{f"{prefix}detail__cancelled__isnull": True}) | Q(**{f"{prefix}detail__cancelled": False})
+
+
+def links_note_each(notes: Iterable[tuple[Link, dict]], *, fields: Iterable[str] = ()) -> None:
+    """``link_note`` for many links, each with changes of its own ([(link, changes)]), in one transaction (a row
+    lock on each, one UPDATE): merge each link's changes into its detail (None removes a key), and save the model
+    ``fields`` named (set on the objects beforehand) with it."""
+    notes = [(link, changes) for link, changes in notes]
+    if not notes:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        stored = dict(
+            Link.objects.select_for_update().filter(pk__in=[link.pk for link, _ in notes]).values_list("pk", "detail")
+        )
+        for link, changes in notes:
+            detail = dict(stored.get(link.pk) or {})
+            for key, value in changes.items():
+                if value is None:
+                    detail.pop(key, None)
+                else:
+                    detail[key] = value
+            stored[link.pk] = detail  # a link named twice keeps both notes
+            link.detail = detail
+            link.updated_at = now
+        latest = {link.pk: link for link, _ in notes}
+        Link.objects.bulk_update(list(latest.values()), ["detail", "updated_at", *fields], batch_size=500)
