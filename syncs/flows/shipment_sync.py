@@ -36,7 +36,14 @@ from django.utils import timezone
 from exceptions.registry import register_retry_handler
 from exceptions.services import failure_record, object_succeeded, objects_succeeded
 from mappings.models import Bundle, System
-from mappings.services import MissingMapping, carrier_code_for, centra_sku_for, centra_skus_mapped, skus_for
+from mappings.services import (
+    MissingMapping,
+    carrier_code_for,
+    centra_sku_for,
+    centra_skus_mapped,
+    skus_for,
+    skus_mapped,
+)
 from syncs import connections
 from syncs.connectors.centra import Order as CentraOrder
 from syncs.connectors.centra import ShipmentToCreate
@@ -169,6 +176,11 @@ class Parcel:
     order: CentraOrder | None = None
     siblings: list[Link] = field(default_factory=list)  # the order's other shipment links
     to_create: list[list[int]] = field(default_factory=list)  # [[Centra line id, quantity]] to ship now
+
+    @property
+    def system(self) -> str:
+        """The system of the channel the order came from ("" for none)."""
+        return self.order_link.channel.system if self.order_link.channel else ""
 
 
 def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) -> None:
@@ -394,19 +406,80 @@ def _batch_create(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
 
 
 def _batch_report(parcels: list[Parcel], summary: ShipmentSummary, counter) -> list[Parcel]:
-    """Tell each parcel's source (``_report_to_source``). Returns the parcels done; a failure is that shipment's
+    """Tell each parcel's source, as ``_report_to_source`` does: the source's order read and the lines planned for
+    each, every plan noted on its link before anything is sent, then each dispatch or marketplace shipment sent,
+    and what was sent noted on the links at once. A parcel an earlier attempt already planned goes through
+    ``_report_to_source`` (it looks for what landed). Returns the parcels done; a failure is that shipment's
     exception (its Centra shipment stays recorded, so a retry starts at the source)."""
-    reported = []
+    done, waiting = [], []
     for parcel in parcels:
+        quantities = _source_skus(parcel.link, parcel.shipment)
+        if parcel.system in SOURCE_LINES and quantities and not parcel.link.detail.get("source_reported_at"):
+            waiting.append((parcel, quantities))
+        else:
+            done.append(parcel)
+    skus = {
+        system: skus_mapped(system=system, centra_skus={sku for p, q in waiting for sku in q if p.system == system})
+        for system in {parcel.system for parcel, _ in waiting}
+    }
+    carriers: dict = {}
+    planned, notes = [], []
+    for parcel, quantities in waiting:
+        key = SOURCE_LINES[parcel.system]
         try:
-            _report_to_source(
-                parcel.link, parcel.order_link, parcel.shipment, _source_skus(parcel.link, parcel.shipment)
-            )
+            if parcel.link.detail.get(key):
+                _report_to_source(parcel.link, parcel.order_link, parcel.shipment, quantities)
+                done.append(parcel)
+                continue
+            carrier = _source_carrier(parcel.shipment, parcel.order_link.channel, carriers)
+            order, lines = _plan_source_lines(parcel, quantities, skus[parcel.system])
+        except Exception as error:  # this shipment's own failure: its exception, the others go on
+            _count_failed(parcel.shipment, error, summary, counter)
+            continue
+        planned.append((parcel, order, lines, carrier))
+        notes.append((parcel.link, {key: lines}))
+    links_note_each(notes)
+    sent = []
+    for parcel, order, lines, carrier in planned:
+        try:
+            note = _send_to_source(parcel, order, lines, carrier)
         except Exception as error:
             _count_failed(parcel.shipment, error, summary, counter)
-        else:
-            reported.append(parcel)
-    return reported
+            continue
+        sent.append(
+            (parcel.link, {"source_reported_at": timezone.now().isoformat(), "source_carrier": carrier, **note})
+        )
+        done.append(parcel)
+    links_note_each(sent)
+    return done
+
+
+SOURCE_LINES = {System.VIRTUALSTOCK: "virtualstock_lines", System.MARKETPLACE: "marketplace_lines"}
+
+
+def _plan_source_lines(parcel: Parcel, quantities: dict[str, int], codes: dict[str, str]):
+    """(the source's order, the lines to report) for a parcel, from the source's order as it is now."""
+    if parcel.system == System.VIRTUALSTOCK:
+        order = connections.virtualstock().order(int(parcel.order_link.source_id))
+        reported = _lines_recorded((sibling.detail for sibling in parcel.siblings), SOURCE_LINES[parcel.system])
+        return order, _plan_virtualstock_lines(order, quantities, reported, codes)
+    order_id = parcel.order_link.source_id or parcel.order_link.source_ref
+    order = connections.marketplace().order(order_id)
+    return order, _plan_marketplace_lines(order, order_id, quantities, codes)
+
+
+def _send_to_source(parcel: Parcel, order, lines: list, carrier: str) -> dict:
+    """Send the parcel's planned lines to its source; returns what to note on its link."""
+    if parcel.system == System.VIRTUALSTOCK:
+        _dispatch(order, parcel.shipment, lines, carrier)
+        return {}
+    order_id = parcel.order_link.source_id or parcel.order_link.source_ref
+    shipped = [ShipmentLine(line_id, quantity) for line_id, quantity in lines]
+    return {
+        "marketplace_shipment_id": connections.marketplace().ship(
+            order_id, shipped, carrier, parcel.shipment.tracking_number
+        )
+    }
 
 
 def _batch_mark_orders_shipped(parcels: list[Parcel]) -> None:
@@ -855,14 +928,7 @@ def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantiti
         return
     if link.detail.get("source_reported_at"):
         return
-    if not shipment.tracking_number or not shipment.carrier:
-        raise ShipmentDoesNotMatch(
-            f"Shipment {shipment.number} is done in Fulfil without a carrier and tracking number; "
-            f"{channel.name} needs both",
-            system=System.FULFIL,
-            operation="shipment sync",
-        )
-    carrier = carrier_code_for(system=channel.system, carrier=shipment.carrier, service=shipment.carrier_service or "")
+    carrier = _source_carrier(shipment, channel)
     if channel.system == System.VIRTUALSTOCK:
         _dispatch_at_virtualstock(link, order_link, shipment, quantities, carrier)
     else:
@@ -870,10 +936,35 @@ def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantiti
     link_step_done(link, "source_reported_at", source_carrier=carrier)
 
 
+def _source_carrier(shipment: Shipment, channel, codes: dict | None = None) -> str:
+    """The source's code for the parcel's carrier and service (``codes``: those a batch already looked up, by
+    (system, carrier, service)). Raises ShipmentDoesNotMatch without a carrier and tracking number, MissingMapping."""
+    if not shipment.tracking_number or not shipment.carrier:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} is done in Fulfil without a carrier and tracking number; "
+            f"{channel.name} needs both",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    key = (channel.system, shipment.carrier, shipment.carrier_service or "")
+    if codes is not None and key in codes:
+        return codes[key]
+    code = carrier_code_for(system=channel.system, carrier=shipment.carrier, service=shipment.carrier_service or "")
+    if codes is not None:
+        codes[key] = code
+    return code
+
+
 def _sibling_lines(order_link: Link, link: Link, key: str) -> Counter[str]:
     """Units of each source line the order's other shipments have already reported."""
+    siblings = order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk)
+    return _lines_recorded(siblings.values_list("detail", flat=True), key)
+
+
+def _lines_recorded(details, key: str) -> Counter[str]:
+    """Units of each source line as these shipment links' details recorded them under ``key``."""
     reported: Counter[str] = Counter()
-    for detail in order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).values_list("detail", flat=True):
+    for detail in details:
         for entry in detail.get(key) or []:
             reported[str(entry[-2])] += int(entry[-1])
     return reported
@@ -890,6 +981,12 @@ def _dispatch_at_virtualstock(
     if not planned:
         planned = _plan_virtualstock_lines(order, quantities, _sibling_lines(order_link, link, "virtualstock_lines"))
         link_note(link, virtualstock_lines=planned)
+    _dispatch(order, shipment, planned, carrier)
+
+
+def _dispatch(order: VirtualstockOrder, shipment: Shipment, planned: list, carrier: str) -> None:
+    """Send Virtualstock the dispatch of the planned lines, once."""
+    client = connections.virtualstock()
     when = shipment.effective_date or timezone.localdate()
     lines = [
         DispatchLine(part_number, line_ref, quantity, shipment.tracking_number, carrier, when)
@@ -903,9 +1000,12 @@ def _dispatch_at_virtualstock(
             raise
 
 
-def _plan_virtualstock_lines(order: VirtualstockOrder, quantities: dict[str, int], reported: Counter[str]) -> list:
-    """[[part number, line ref, quantity]] for these units, from what each line has left to dispatch."""
-    codes = skus_for(system=System.VIRTUALSTOCK, centra_skus=list(quantities))
+def _plan_virtualstock_lines(
+    order: VirtualstockOrder, quantities: dict[str, int], reported: Counter[str], known: dict[str, str] | None = None
+) -> list:
+    """[[part number, line ref, quantity]] for these units, from what each line has left to dispatch (``known``:
+    part numbers a batch already read, by Centra SKU)."""
+    codes = _source_codes(System.VIRTUALSTOCK, quantities, known)
     planned = []
     for sku, quantity in quantities.items():
         left = quantity
@@ -947,27 +1047,41 @@ def _ship_at_marketplace(
     order_id = order_link.source_id or order_link.source_ref
     planned = link.detail.get("marketplace_lines")
     if not planned:
-        order = client.order(order_id)
-        codes = skus_for(system=System.MARKETPLACE, centra_skus=list(quantities))
-        planned = []
-        for sku, quantity in quantities.items():
-            left = quantity
-            for line in order.lines:
-                if line.sku.lower() == codes[sku].lower() and (take := min(left, line.open_quantity)) > 0:
-                    planned.append([line.line_id, take])
-                    left -= take
-            if left:
-                raise ShipmentDoesNotMatch(
-                    f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} open, "
-                    f"but Fulfil shipped {quantity}",
-                    system=System.MARKETPLACE,
-                    operation="shipment_create",
-                )
+        planned = _plan_marketplace_lines(client.order(order_id), order_id, quantities)
         # Kept before sending: the marketplace knows a parcel by its tracking number and the same lines, so a
         # retry sends exactly this again and gets the first shipment back rather than a second.
         link_note(link, marketplace_lines=planned)
     lines = [ShipmentLine(line_id, quantity) for line_id, quantity in planned]
     link_note(link, marketplace_shipment_id=client.ship(order_id, lines, carrier, shipment.tracking_number))
+
+
+def _plan_marketplace_lines(order, order_id: str, quantities: dict[str, int], known: dict[str, str] | None = None):
+    """[[line id, quantity]] for these units, from what each line has open (``known``: seller SKUs a batch already
+    read, by Centra SKU)."""
+    codes = _source_codes(System.MARKETPLACE, quantities, known)
+    planned = []
+    for sku, quantity in quantities.items():
+        left = quantity
+        for line in order.lines:
+            if line.sku.lower() == codes[sku].lower() and (take := min(left, line.open_quantity)) > 0:
+                planned.append([line.line_id, take])
+                left -= take
+        if left:
+            raise ShipmentDoesNotMatch(
+                f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} open, "
+                f"but Fulfil shipped {quantity}",
+                system=System.MARKETPLACE,
+                operation="shipment_create",
+            )
+    return planned
+
+
+def _source_codes(system: str, quantities: dict[str, int], known: dict[str, str] | None) -> dict[str, str]:
+    """The source's code of each Centra SKU: from ``known`` when it has them all, else read (raising
+    MissingMapping for one without a code)."""
+    if known is not None and all(sku in known for sku in quantities):
+        return known
+    return skus_for(system=system, centra_skus=list(quantities))
 
 
 # --- failures and retries -----------------------------------------------------------------------------------------

@@ -633,3 +633,70 @@ def test_a_lost_answer_to_the_batched_create_is_found_in_centra_in_the_same_run(
     shipments = centra_shipments(brand)
     assert len(shipments) == 4 and all(shipment["isShipped"] for shipment in shipments)
     assert not SyncException.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_retailer_order_whose_carrier_has_no_code_fails_alone_and_the_batchs_others_are_dispatched(brand):
+    channel = Channel.objects.create(code="john-lewis", name="John Lewis", system="virtualstock", centra_market_id=3)
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(system="virtualstock", centra_sku=sku, external_code=sku) for sku in SKUS]
+    )
+    dhl_express_for_virtualstock()
+    numbers = {1001: "DHL", 1002: "UPS", 1003: "DHL"}  # no Virtualstock code for UPS
+    brand("virtualstock").seed(
+        orders=[
+            {
+                "id": number,
+                "order_reference": f"JL-{number}",
+                "status": "ORDER_ACK",
+                "retailer": {"id": 245, "name": "John Lewis"},
+                "items": [{"part_number": SKUS[0], "line_reference": f"{number}1", "quantity": 1, "total": "25.00"}],
+            }
+            for number in numbers
+        ]
+    )
+    brand("centra").seed(
+        orders=[
+            {
+                "number": number,
+                "marketId": 3,
+                "status": "CONFIRMED",
+                "captured": True,
+                "lines": [{"sku": SKUS[0], "quantity": 1, "unitPrice": "25.00"}],
+            }
+            for number in numbers
+        ]
+    )
+    shipment_ids = {}
+    for number, carrier in numbers.items():
+        brand("fulfil").seed(
+            sales=[
+                {
+                    "reference": str(number),
+                    "state": "processing",
+                    "party": {"name": "Ada Lovelace", "addresses": [["create", [{"street": "1 Oxford St"}]]]},
+                    "lines": [{"product": SKUS[0], "quantity": 1, "unit_price": "25.00"}],
+                }
+            ]
+        )
+        sale_id = connections.fulfil().sale_by_reference(str(number)).id
+        Link.objects.create(
+            kind=Link.Kind.ORDER,
+            source_system="john-lewis",
+            source_ref=f"JL-{number}",
+            source_id=str(number),
+            channel=channel,
+            centra_number=number,
+            fulfil_id=sale_id,
+        )
+        [shipment] = connections.fulfil().shipments_for_sale(sale_id)
+        shipment_ids[number] = shipment.id
+        ship(shipment.id, f"T{number}", carrier=carrier, service="Express" if carrier == "DHL" else "Standard")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (2, 1)
+    [exception] = SyncException.objects.filter(flow=FLOW)
+    assert exception.kind == "unmapped_carrier" and exception.context["shipment_id"] == shipment_ids[1002]
+    orders = brand("virtualstock").state()["orders"]
+    dispatched = {int(number) for number, order in orders.items() if order["items"][0].get("dispatches")}
+    assert dispatched == {1001, 1003}
+    assert len(centra_shipments(brand)) == 3  # Centra has all three: only the retailer waits for UPS's code
