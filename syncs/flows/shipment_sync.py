@@ -54,7 +54,7 @@ from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.flows.reconcile_skus import MissingInTarget
 from syncs.link_refs import SEARCHABLE, link_identifiers_record
-from syncs.links import link_note, link_step_done, links_note, links_note_each, order_lock, order_locks_held
+from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
 from syncs.models import Link, LinkRef
 from syncs.runs import RunCounter, last_summary, moment
 
@@ -200,7 +200,8 @@ def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) ->
         parcels = [parcel for parcel in parcels if parcel not in done]
         parcels = _batch_centra(parcels, alone)
         reported = _batch_report(parcels, summary, counter)
-        links_note([parcel.link for parcel in reported], synced_at=timezone.now().isoformat())
+        synced_at = timezone.now().isoformat()
+        links_note_each((parcel.link, {"synced_at": synced_at}) for parcel in reported)
         _batch_mark_orders_shipped(reported)
     objects_succeeded(flow=FLOW, object_refs=[object_ref(parcel.shipment.id) for parcel in reported])
     for parcel in reported:
