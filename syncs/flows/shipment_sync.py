@@ -53,9 +53,9 @@ from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.flows.reconcile_skus import MissingInTarget
-from syncs.link_refs import SEARCHABLE, link_identifiers_record
+from syncs.link_refs import link_identifiers_record, links_identifiers_record
 from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
-from syncs.models import Link, LinkRef
+from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, moment
 
 FLOW = "shipment_sync"
@@ -271,26 +271,18 @@ def _batch_links(parcels: list[Parcel], summary: ShipmentSummary, counter) -> li
 
 def _batch_identifiers(parcels: list[Parcel]) -> None:
     """``link_identifiers_record`` for every parcel's shipment number, tracking number and carrier, at once."""
-    notes, refs = [], []
-    for parcel in parcels:
-        shipment, link = parcel.shipment, parcel.link
-        values = {
-            "shipment_number": shipment.number,
-            "tracking_number": shipment.tracking_number,
-            "carrier": shipment.carrier,
-            "carrier_service": shipment.carrier_service,
-        }
-        values = {name: str(value).strip() for name, value in values.items() if value not in (None, "")}
-        changed = {name: value for name, value in values.items() if link.detail.get(name) != value}
-        if changed:
-            notes.append((link, changed))
-        refs += [
-            LinkRef(link=link, ref=value.lower()[:200], what=name)
-            for name, value in values.items()
-            if name in SEARCHABLE
-        ]
-    links_note_each(notes)
-    LinkRef.objects.bulk_create(refs, ignore_conflicts=True)
+    links_identifiers_record(
+        (
+            parcel.link,
+            {
+                "shipment_number": parcel.shipment.number,
+                "tracking_number": parcel.shipment.tracking_number,
+                "carrier": parcel.shipment.carrier,
+                "carrier_service": parcel.shipment.carrier_service,
+            },
+        )
+        for parcel in parcels
+    )
 
 
 def _batch_centra(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
