@@ -263,6 +263,18 @@ class MutationResult:
 
 
 @dataclass(frozen=True)
+class ShipmentToCreate:
+    """A shipment to create already sent: its order's lines [(order line id, quantity)] and the carrier, service
+    and tracking number the customer will see."""
+
+    order_number: int
+    lines: list[tuple[int, int]]
+    carrier: str
+    service: str
+    tracking_number: str
+
+
+@dataclass(frozen=True)
 class ExternalOrder:
     """An order settled outside Centra (a marketplace or a retailer), for the REST Order API.
 
@@ -351,6 +363,7 @@ class CentraClient:
         sleep=time.sleep,
     ) -> None:
         self.page_size = page_size
+        self.mutations_per_request = mutations_per_10s  # more in one request than the bucket holds is never let in
         self.session = ConnectorSession(
             system=SYSTEM,
             base_url=base_url,
@@ -654,6 +667,72 @@ class CentraClient:
             operation="completeShipment",
         )
         return _shipment(result.payload["shipment"]), result.warnings
+
+    def create_sent_shipments(
+        self, shipments: list[ShipmentToCreate], *, capture: bool = True, send_email: bool = True
+    ) -> list[tuple[Shipment, list[str]] | DataError]:
+        """Create shipments of several orders, each already sent (``shippedAt`` with its carrier, service and
+        tracking number: one mutation a shipment, no ``completeShipment``), in one request of aliased
+        ``createShipment`` mutations. Centra counts each as a mutation. Returns, in the order given, (shipment,
+        warnings) for each one created, or the DataError of one Centra refused (its ``userErrors``; nothing was
+        made for it). Raises DataError / TransientError when the request as a whole is refused or fails: then
+        any of them may or may not have been made."""
+        if len(shipments) > self.mutations_per_request:
+            size = self.mutations_per_request
+            parts = [shipments[start : start + size] for start in range(0, len(shipments), size)]
+            return [
+                result
+                for part in parts
+                for result in self.create_sent_shipments(part, capture=capture, send_email=send_email)
+            ]
+        if not shipments:
+            return []
+        for _ in shipments:
+            self.mutation_limiter.acquire()
+        shipped_at = datetime.now().astimezone().isoformat(timespec="seconds")
+        variables = {
+            f"s{index}": {
+                "order": {"number": shipment.order_number},
+                "isGoodToGo": True,
+                "capture": capture,
+                "sendEmail": send_email,
+                "shippedAt": shipped_at,
+                "shipmentInfo": {
+                    "carrier": shipment.carrier,
+                    "service": shipment.service,
+                    "trackingNumber": shipment.tracking_number,
+                    "packagesNumber": 1,
+                },
+                "lines": [{"orderLine": {"id": line_id}, "quantity": q} for line_id, q in shipment.lines],
+            }
+            for index, shipment in enumerate(shipments)
+        }
+        declared = ", ".join(f"${name}: ShipmentCreateInput!" for name in variables)
+        fields = " ".join(
+            f"{name}: createShipment(input: ${name}) {{ shipment {{ {SHIPMENT_FIELDS} }} {USER_FEEDBACK} }}"
+            for name in variables
+        )
+        data = self.execute(
+            f"mutation createShipment({declared}) {{ {fields} }}",
+            variables,
+            operation="createShipment",
+            idempotent=False,
+        )
+        results: list[tuple[Shipment, list[str]] | DataError] = []
+        for name in variables:
+            payload = data.get(name) or {}
+            errors = [_feedback(error) for error in payload.get("userErrors") or []]
+            if errors or not payload.get("shipment"):
+                details = errors or ["no shipment in the answer"]
+                results.append(
+                    DataError(
+                        f"Centra refused it: {details[0]}", details=details, system=SYSTEM, operation="createShipment"
+                    )
+                )
+            else:
+                warnings = [_feedback(w) for w in payload.get("userWarnings") or []]
+                results.append((_shipment(payload["shipment"]), warnings))
+        return results
 
     def create_return(
         self,

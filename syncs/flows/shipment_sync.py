@@ -29,28 +29,38 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from django.conf import settings
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
-from exceptions.services import failure_record, object_succeeded
+from exceptions.services import failure_record, object_succeeded, objects_succeeded
 from mappings.models import Bundle, System
-from mappings.services import MissingMapping, carrier_code_for, centra_sku_for, skus_for
+from mappings.services import (
+    MissingMapping,
+    carrier_code_for,
+    centra_sku_for,
+    centra_skus_mapped,
+    skus_for,
+    skus_mapped,
+)
 from syncs import connections
 from syncs.connectors.centra import Order as CentraOrder
+from syncs.connectors.centra import ShipmentToCreate
 from syncs.connectors.errors import DataError, TransientError
 from syncs.connectors.fulfil import Shipment
 from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
 from syncs.flows.reconcile_skus import MissingInTarget
-from syncs.link_refs import link_identifiers_record
-from syncs.links import link_note, link_step_done, order_lock
+from syncs.link_refs import link_identifiers_record, links_identifiers_record
+from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, moment
 
 FLOW = "shipment_sync"
 CHUNK = 500  # shipments looked up together
+BATCH = 100  # shipments taken through together: one read and one write in Centra, a few queries, for all of them
 
 SHIPPED, HELD, ALREADY_SYNCED, NOT_OURS = "shipped", "held", "already synced", "not ours"
 
@@ -84,9 +94,9 @@ def object_ref(shipment_id: int) -> str:
 
 
 def shipment_sync_run(*, counter: RunCounter | None = None) -> ShipmentSummary:
-    """Sync every customer shipment Fulfil marked done since the cursor. Each shipment goes through or becomes an
-    exception on its own. The cursor moves on only when a whole run succeeds (run_flow keeps the summary), so a
-    run that fails half-way reads the same shipments again."""
+    """Sync every customer shipment Fulfil marked done since the cursor, a batch at a time (``_sync_batch``). Each
+    shipment goes through or becomes an exception on its own. The cursor moves on only when a whole run succeeds
+    (run_flow keeps the summary), so a run that fails half-way reads the same shipments again."""
     summary = ShipmentSummary()
     cursor = _cursor()
     newest = cursor
@@ -103,36 +113,46 @@ def shipment_sync_run(*, counter: RunCounter | None = None) -> ShipmentSummary:
             ).values_list("source_ref", flat=True)
         )
         for shipment in chunk:
-            newest = _sync_counted(shipment, summary, counter, newest, synced=str(shipment.id) in done)
+            if shipment.changed_at and shipment.changed_at > newest:
+                newest = shipment.changed_at
+        synced = [shipment for shipment in chunk if str(shipment.id) in done]
+        summary.examined += len(synced)
+        summary.already_synced += len(synced)
+        if counter and synced:
+            counter.add(examined=len(synced), succeeded=len(synced))
+        waiting = [shipment for shipment in chunk if str(shipment.id) not in done]
+        for start in range(0, len(waiting), BATCH):
+            _sync_batch(waiting[start : start + BATCH], summary, counter)
     summary.cursor = newest.isoformat()
     return summary
 
 
-def _sync_counted(shipment: Shipment, summary: ShipmentSummary, counter, newest: datetime, *, synced: bool):
-    """Take one shipment through (or count it as already synced); returns the newest change seen so far."""
-    summary.examined += 1
-    if shipment.changed_at and shipment.changed_at > newest:
-        newest = shipment.changed_at
-    if synced:
-        summary.already_synced += 1
-        if counter:
-            counter.add(examined=1, succeeded=1)
-        return newest
-    failed_before = summary.failed
+def _sync_counted(shipment: Shipment, summary: ShipmentSummary, counter) -> None:
+    """Take one shipment through on its own (``shipment_sync_one``), counting how it went."""
     try:
         outcome = shipment_sync_one(shipment=shipment)
     except Exception as error:  # every failure of one shipment lands in the queue, whatever it is
-        summary.failed += 1
-        summary.exception_ids.append(_record(shipment, error).pk)
+        _count_failed(shipment, error, summary, counter)
     else:
-        summary.shipped += int(outcome == SHIPPED)
-        summary.held += int(outcome == HELD)
-        summary.already_synced += int(outcome == ALREADY_SYNCED)
-        summary.skipped += int(outcome == NOT_OURS)
+        _count(outcome, summary, counter)
+
+
+def _count(outcome: str, summary: ShipmentSummary, counter) -> None:
+    summary.examined += 1
+    summary.shipped += int(outcome == SHIPPED)
+    summary.held += int(outcome == HELD)
+    summary.already_synced += int(outcome == ALREADY_SYNCED)
+    summary.skipped += int(outcome == NOT_OURS)
     if counter:
-        failed = summary.failed - failed_before
-        counter.add(examined=1, succeeded=1 - failed, failed=failed)
-    return newest
+        counter.add(examined=1, succeeded=1)
+
+
+def _count_failed(shipment: Shipment, error: BaseException, summary: ShipmentSummary, counter) -> None:
+    summary.examined += 1
+    summary.failed += 1
+    summary.exception_ids.append(_record(shipment, error).pk)
+    if counter:
+        counter.add(examined=1, failed=1)
 
 
 def _cursor() -> datetime:
@@ -141,6 +161,338 @@ def _cursor() -> datetime:
     if cursor:
         return moment(cursor)
     return timezone.now() - timedelta(hours=settings.SHIPMENT_SYNC_FIRST_LOOKBACK_HOURS)
+
+
+# --- a batch of shipments ------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Parcel:
+    """One Fulfil shipment of a batch, with what the batch read for it."""
+
+    shipment: Shipment
+    order_link: Link
+    link: Link | None = None
+    order: CentraOrder | None = None
+    siblings: list[Link] = field(default_factory=list)  # the order's other shipment links
+    to_create: list[list[int]] = field(default_factory=list)  # [[Centra line id, quantity]] to ship now
+
+    @property
+    def system(self) -> str:
+        """The system of the channel the order came from ("" for none)."""
+        return self.order_link.channel.system if self.order_link.channel else ""
+
+
+def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) -> None:
+    """Take a batch of shipments through together — the same steps as ``shipment_sync_one``, with each system read
+    once and the database written once for the whole batch: the order links and the shipment links in a few
+    queries; the Centra orders in one call; the Centra shipments, each created already sent, in one request; the
+    steps done noted on every link at once. A shipment the batch cannot take (another of its order in the batch, an
+    order another worker holds, a sale Switchyard does not know, anything refused or failing) goes through
+    ``shipment_sync_one`` on its own afterwards, so its failure is its own exception and the rest go on."""
+    alone: list[Shipment] = []
+    parcels = _parcels(shipments, alone)
+    order_links = [parcel.order_link for parcel in parcels]
+    with order_locks_held(order_links) as held:
+        alone += [parcel.shipment for parcel in parcels if parcel.order_link.pk not in held]
+        parcels = [parcel for parcel in parcels if parcel.order_link.pk in held]
+        done = _batch_links(parcels, summary, counter)
+        parcels = [parcel for parcel in parcels if parcel not in done]
+        parcels = _batch_centra(parcels, alone)
+        reported = _batch_report(parcels, summary, counter)
+        synced_at = timezone.now().isoformat()
+        links_note_each((parcel.link, {"synced_at": synced_at}) for parcel in reported)
+        _batch_mark_orders_shipped(reported)
+    objects_succeeded(flow=FLOW, object_refs=[object_ref(parcel.shipment.id) for parcel in reported])
+    for parcel in reported:
+        _count(SHIPPED if parcel.link.centra_id else HELD, summary, counter)
+    for shipment in alone:
+        _sync_counted(shipment, summary, counter)
+
+
+def _parcels(shipments: list[Shipment], alone: list[Shipment]) -> list[Parcel]:
+    """A parcel for each shipment of a sale Switchyard made (its order link found by the sale's id), one per order;
+    the others go to ``alone``."""
+    sale_ids = {sale_id for shipment in shipments for sale_id in shipment.sale_ids}
+    by_sale: dict[int, list[Link]] = {}
+    for order_link in Link.objects.filter(kind=Link.Kind.ORDER, fulfil_id__in=sale_ids).select_related("channel"):
+        by_sale.setdefault(order_link.fulfil_id, []).append(order_link)
+    parcels, orders = [], set()
+    for shipment in shipments:
+        found = {link.pk: link for sale_id in shipment.sale_ids for link in by_sale.get(sale_id, [])}
+        if len(found) != 1 or next(iter(found)) in orders:
+            alone.append(shipment)
+            continue
+        [order_link] = found.values()
+        orders.add(order_link.pk)
+        parcels.append(Parcel(shipment, order_link))
+    return parcels
+
+
+def _batch_links(parcels: list[Parcel], summary: ShipmentSummary, counter) -> list[Parcel]:
+    """Give every parcel its shipment link (made now where missing) and its order's other shipment links, and
+    note the identifiers people search by. Returns the parcels another worker already synced (counted as such)."""
+    if not parcels:
+        return []
+    Link.objects.bulk_create(
+        [
+            Link(
+                kind=Link.Kind.SHIPMENT,
+                source_system=System.FULFIL,
+                source_ref=str(parcel.shipment.id),
+                order=parcel.order_link,
+                channel=parcel.order_link.channel,
+                source_id=parcel.shipment.number or "",
+            )
+            for parcel in parcels
+        ],
+        ignore_conflicts=True,
+    )
+    refs = {str(parcel.shipment.id): parcel for parcel in parcels}
+    order_ids = {parcel.order_link.pk for parcel in parcels}
+    links = Link.objects.filter(kind=Link.Kind.SHIPMENT).filter(
+        Q(order__in=order_ids) | Q(source_system=System.FULFIL, source_ref__in=list(refs))
+    )
+    by_order: dict[int, list[Link]] = {}
+    for link in links:
+        parcel = refs.get(link.source_ref) if link.source_system == System.FULFIL else None
+        if parcel is not None:
+            parcel.link = link
+        else:
+            by_order.setdefault(link.order_id, []).append(link)
+    for parcel in parcels:
+        parcel.siblings = by_order.get(parcel.order_link.pk, [])
+    done = [parcel for parcel in parcels if parcel.link.detail.get("synced_at")]
+    for _ in done:
+        _count(ALREADY_SYNCED, summary, counter)
+    _batch_identifiers([parcel for parcel in parcels if parcel not in done])
+    return done
+
+
+def _batch_identifiers(parcels: list[Parcel]) -> None:
+    """``link_identifiers_record`` for every parcel's shipment number, tracking number and carrier, at once."""
+    links_identifiers_record(
+        (
+            parcel.link,
+            {
+                "shipment_number": parcel.shipment.number,
+                "tracking_number": parcel.shipment.tracking_number,
+                "carrier": parcel.shipment.carrier,
+                "carrier_service": parcel.shipment.carrier_service,
+            },
+        )
+        for parcel in parcels
+    )
+
+
+def _batch_centra(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
+    """Bring the parcels to Centra: the orders read in one call, the lines of each planned (and noted on its link
+    before Centra is asked), the shipments created already sent in one request, what Centra made noted on the
+    links. Returns the parcels whose Centra step is done (or has nothing to ship: bundle parts held); the others go
+    to ``alone``."""
+    numbers = [parcel.order_link.centra_number for parcel in parcels if parcel.order_link.centra_number]
+    try:
+        orders = (
+            {order.number: order for order in connections.centra().orders(where={"number": numbers})} if numbers else {}
+        )
+    except Exception:  # Centra unreachable: each shipment tries on its own and, failing, gets its own exception
+        alone += [parcel.shipment for parcel in parcels]
+        return []
+    bundles = _bundles_by_sku({line.sku.lower() for order in orders.values() for line in order.lines})
+    codes = {move.product_code for parcel in parcels for move in parcel.shipment.moves if move.product_code}
+    centra_skus = centra_skus_mapped(system=System.FULFIL, codes=codes)
+    ready, planned, notes, landed = [], [], [], []
+    for parcel in parcels:
+        parcel.order = orders.get(parcel.order_link.centra_number)
+        try:
+            if parcel.link.centra_id or parcel.order is None:
+                raise _OnItsOwn  # an earlier attempt got part of the way, or no order: the one-shipment path
+            note = _batch_plan(parcel, bundles, centra_skus)
+        except Exception:  # planning refused (a mapping, a mismatch…): the one-shipment path raises it on its own
+            alone.append(parcel.shipment)
+            continue
+        if note is None:
+            landed.append(parcel)
+            continue
+        notes.append((parcel.link, note))
+        (planned if parcel.to_create else ready).append(parcel)
+    links_note_each(notes)
+    now = timezone.now()
+    for parcel in landed:
+        parcel.link.created_in_target_at = now
+    links_note_each(
+        [(parcel.link, {"centra_completed_at": now.isoformat()}) for parcel in landed],
+        fields=["centra_id", "created_in_target_at"],
+    )
+    return ready + landed + _batch_create(planned, alone)
+
+
+class _OnItsOwn(Exception):
+    """A parcel the batch leaves to ``shipment_sync_one``."""
+
+
+def _batch_plan(parcel: Parcel, bundles: dict[str, Bundle], centra_skus: dict[str, str]) -> dict | None:
+    """Plan a parcel's Centra shipment as ``_centra_create`` does; returns the notes for its link, or None when an
+    earlier attempt's shipment is found in Centra, already sent (then ``link.centra_id`` is set). Raises
+    _OnItsOwn for one found not sent yet, and what planning raises."""
+    order, link = parcel.order, parcel.link
+    planned = link.detail.get("centra_lines")
+    if planned:
+        claimed = {sibling.centra_id for sibling in parcel.siblings if sibling.centra_id}
+        found = _landed(order, planned, set(link.detail.get("centra_known") or []), claimed)
+        if found is not None:
+            if not found.is_shipped:
+                raise _OnItsOwn
+            link.centra_id = str(found.id)
+            return None
+    goods = _shipped_goods(parcel.shipment, order, bundles=bundles, centra_skus=centra_skus)
+    planned = _plan_centra_lines(order, goods.skus)
+    earlier = _parts_recorded(sibling.detail for sibling in parcel.siblings)
+    bundle_planned, bundle_skus = _plan_bundle_lines(order, goods, earlier)
+    parcel.to_create = planned + bundle_planned
+    return {
+        "centra_lines": parcel.to_create,
+        "centra_known": [known.id for known in order.shipments],
+        "bundle_parts": [[line_id, sku, units] for (line_id, sku), units in sorted(goods.parts.items())],
+        "source_skus": dict(Counter(goods.skus) + bundle_skus),
+    }
+
+
+def _batch_create(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
+    """Create the parcels' Centra shipments, already sent, in one request; note what Centra made on the links.
+    Returns the parcels Centra took; the ones it refused (or all, when the request failed) go to ``alone``, whose
+    path finds a shipment that did land by the lines noted before asking."""
+    if not parcels:
+        return []
+    capture = settings.CENTRA_CAPTURE_ON_SHIPMENT
+    wanted = [
+        ShipmentToCreate(
+            order_number=parcel.order.number,
+            lines=[(line_id, quantity) for line_id, quantity in parcel.to_create],
+            carrier=parcel.shipment.carrier or "",
+            service=parcel.shipment.carrier_service or "",
+            tracking_number=parcel.shipment.tracking_number or "",
+        )
+        for parcel in parcels
+    ]
+    try:
+        answers = connections.centra().create_sent_shipments(wanted, capture=capture)
+    except Exception:
+        alone += [parcel.shipment for parcel in parcels]
+        return []
+    made, notes, now = [], [], timezone.now()
+    for parcel, answer in zip(parcels, answers, strict=True):
+        if isinstance(answer, Exception):
+            alone.append(parcel.shipment)
+            continue
+        created, warnings = answer
+        parcel.link.centra_id, parcel.link.created_in_target_at = str(created.id), now
+        parcel.order.shipments.append(created)
+        notes.append((parcel.link, {"centra_warnings": warnings, "centra_completed_at": now.isoformat()}))
+        made.append((parcel, created, warnings))
+    links_note_each(notes, fields=["centra_id", "created_in_target_at"])
+    for parcel, created, warnings in made:
+        if capture and not created.is_captured:
+            _capture_not_settled(parcel.order.number, created.id, warnings)
+        _other_warnings(parcel.link, parcel.order.number, [w for w in warnings if "captur" not in w.lower()])
+    return [parcel for parcel, _, _ in made]
+
+
+def _batch_report(parcels: list[Parcel], summary: ShipmentSummary, counter) -> list[Parcel]:
+    """Tell each parcel's source, as ``_report_to_source`` does: the source's order read and the lines planned for
+    each, every plan noted on its link before anything is sent, then each dispatch or marketplace shipment sent,
+    and what was sent noted on the links at once. A parcel an earlier attempt already planned goes through
+    ``_report_to_source`` (it looks for what landed). Returns the parcels done; a failure is that shipment's
+    exception (its Centra shipment stays recorded, so a retry starts at the source)."""
+    done, waiting = [], []
+    for parcel in parcels:
+        quantities = _source_skus(parcel.link, parcel.shipment)
+        if parcel.system in SOURCE_LINES and quantities and not parcel.link.detail.get("source_reported_at"):
+            waiting.append((parcel, quantities))
+        else:
+            done.append(parcel)
+    skus = {
+        system: skus_mapped(system=system, centra_skus={sku for p, q in waiting for sku in q if p.system == system})
+        for system in {parcel.system for parcel, _ in waiting}
+    }
+    carriers: dict = {}
+    planned, notes = [], []
+    for parcel, quantities in waiting:
+        key = SOURCE_LINES[parcel.system]
+        try:
+            if parcel.link.detail.get(key):
+                _report_to_source(parcel.link, parcel.order_link, parcel.shipment, quantities)
+                done.append(parcel)
+                continue
+            carrier = _source_carrier(parcel.shipment, parcel.order_link.channel, carriers)
+            order, lines = _plan_source_lines(parcel, quantities, skus[parcel.system])
+        except Exception as error:  # this shipment's own failure: its exception, the others go on
+            _count_failed(parcel.shipment, error, summary, counter)
+            continue
+        planned.append((parcel, order, lines, carrier))
+        notes.append((parcel.link, {key: lines}))
+    links_note_each(notes)
+    sent = []
+    for parcel, order, lines, carrier in planned:
+        try:
+            note = _send_to_source(parcel, order, lines, carrier)
+        except Exception as error:
+            _count_failed(parcel.shipment, error, summary, counter)
+            continue
+        sent.append(
+            (parcel.link, {"source_reported_at": timezone.now().isoformat(), "source_carrier": carrier, **note})
+        )
+        done.append(parcel)
+    links_note_each(sent)
+    return done
+
+
+SOURCE_LINES = {System.VIRTUALSTOCK: "virtualstock_lines", System.MARKETPLACE: "marketplace_lines"}
+
+
+def _plan_source_lines(parcel: Parcel, quantities: dict[str, int], codes: dict[str, str]):
+    """(the source's order, the lines to report) for a parcel, from the source's order as it is now."""
+    if parcel.system == System.VIRTUALSTOCK:
+        order = connections.virtualstock().order(int(parcel.order_link.source_id))
+        reported = _lines_recorded((sibling.detail for sibling in parcel.siblings), SOURCE_LINES[parcel.system])
+        return order, _plan_virtualstock_lines(order, quantities, reported, codes)
+    order_id = parcel.order_link.source_id or parcel.order_link.source_ref
+    order = connections.marketplace().order(order_id)
+    return order, _plan_marketplace_lines(order, order_id, quantities, codes)
+
+
+def _send_to_source(parcel: Parcel, order, lines: list, carrier: str) -> dict:
+    """Send the parcel's planned lines to its source; returns what to note on its link."""
+    if parcel.system == System.VIRTUALSTOCK:
+        _dispatch(order, parcel.shipment, lines, carrier)
+        return {}
+    order_id = parcel.order_link.source_id or parcel.order_link.source_ref
+    shipped = [ShipmentLine(line_id, quantity) for line_id, quantity in lines]
+    return {
+        "marketplace_shipment_id": connections.marketplace().ship(
+            order_id, shipped, carrier, parcel.shipment.tracking_number
+        )
+    }
+
+
+def _batch_mark_orders_shipped(parcels: list[Parcel]) -> None:
+    """``_mark_order_shipped`` for the parcels' orders, from what the batch read and made, in one UPDATE."""
+    shipped_orders = []
+    for parcel in parcels:
+        order_link, order = parcel.order_link, parcel.order
+        if order_link.shipped_at or order is None:
+            continue
+        if any(not sibling.detail.get("synced_at") for sibling in parcel.siblings):
+            continue
+        shipped: Counter[int] = Counter()
+        for shipment in order.shipments:
+            if shipment.is_shipped:
+                for line in shipment.lines:
+                    shipped[line.order_line_id] += line.quantity
+        if all(shipped[line.id] >= line.quantity for line in order.lines):
+            shipped_orders.append(order_link.pk)
+    if shipped_orders:
+        Link.objects.filter(pk__in=shipped_orders, shipped_at__isnull=True).update(shipped_at=timezone.now())
 
 
 # --- one shipment -------------------------------------------------------------------------------------------------
@@ -351,13 +703,19 @@ class ShippedGoods:
     bundles: dict[int, BundleLine]  # the order's bundle lines, by id
 
 
-def _bundle_lines(order: CentraOrder) -> dict[int, BundleLine]:
-    """The order's lines whose SKU is a bundle with components, by line id."""
-    skus = {line.sku.lower() for line in order.lines if line.quantity > 0}
-    bundles = {
+def _bundles_by_sku(skus: set[str]) -> dict[str, Bundle]:
+    """The bundles among these SKUs (lower-cased), by lower-cased bundle SKU, with their components."""
+    return {
         bundle.bundle_sku.lower(): bundle
         for bundle in Bundle.objects.alias(key=Lower("bundle_sku")).filter(key__in=skus).prefetch_related("components")
     }
+
+
+def _bundle_lines(order: CentraOrder, known: dict[str, Bundle] | None = None) -> dict[int, BundleLine]:
+    """The order's lines whose SKU is a bundle with components, by line id. ``known``: the bundles already read
+    for these SKUs (``_bundles_by_sku``), else they are read now."""
+    skus = {line.sku.lower() for line in order.lines if line.quantity > 0}
+    bundles = _bundles_by_sku(skus) if known is None else known
     found = {}
     for line in order.lines:
         bundle = bundles.get(line.sku.lower())
@@ -367,9 +725,17 @@ def _bundle_lines(order: CentraOrder) -> dict[int, BundleLine]:
     return found
 
 
-def _shipped_goods(shipment: Shipment, order: CentraOrder) -> ShippedGoods:
+def _shipped_goods(
+    shipment: Shipment,
+    order: CentraOrder,
+    *,
+    bundles: dict[str, Bundle] | None = None,
+    centra_skus: dict[str, str] | None = None,
+) -> ShippedGoods:
     """Sort the units that left the warehouse between the order's own lines (by Centra SKU) and its bundle lines (by
-    the Centra line id the move's sale line carries). Raises ShipmentDoesNotMatch, MissingMapping."""
+    the Centra line id the move's sale line carries). A batch passes what it read for all its shipments at once:
+    the ``bundles`` among the orders' SKUs and the ``centra_skus`` of the moves' product codes. Raises
+    ShipmentDoesNotMatch, MissingMapping."""
     moves = [move for move in shipment.moves if move.state != "cancelled" and move.quantity > 0]
     if any(not move.product_code for move in moves):
         raise ShipmentDoesNotMatch(
@@ -381,17 +747,20 @@ def _shipped_goods(shipment: Shipment, order: CentraOrder) -> ShippedGoods:
             system=System.FULFIL,
             operation="shipment sync",
         )
-    bundles = _bundle_lines(order)
+    centra_skus = centra_skus or {}
+    bundle_lines = _bundle_lines(order, bundles)
     # A move's origin is its sale line, which names the Centra line; only a bundle needs it, so only then is it read.
     sale_lines = (
-        connections.fulfil().sale_lines(move.sale_line_id for move in moves if move.sale_line_id) if bundles else {}
+        connections.fulfil().sale_lines(move.sale_line_id for move in moves if move.sale_line_id)
+        if bundle_lines
+        else {}
     )
-    own_skus = {line.sku.lower() for line in order.lines if line.id not in bundles}
-    goods = ShippedGoods(skus=Counter(), parts=Counter(), bundles=bundles)
+    own_skus = {line.sku.lower() for line in order.lines if line.id not in bundle_lines}
+    goods = ShippedGoods(skus=Counter(), parts=Counter(), bundles=bundle_lines)
     for move in moves:
-        sku = centra_sku_for(system=System.FULFIL, code=move.product_code)
+        sku = centra_skus.get(move.product_code) or centra_sku_for(system=System.FULFIL, code=move.product_code)
         sale_line = sale_lines.get(move.sale_line_id) if move.sale_line_id else None
-        bundle = _bundle_of(sku, sale_line.channel_identifier if sale_line else None, bundles, own_skus)
+        bundle = _bundle_of(sku, sale_line.channel_identifier if sale_line else None, bundle_lines, own_skus)
         if bundle is None:
             goods.skus[sku] += move.quantity
         elif component := bundle.component(sku):
@@ -422,8 +791,14 @@ def _bundle_of(
 
 def _sibling_parts(order_link: Link, link: Link) -> Counter[tuple[int, str]]:
     """Bundle components the order's other Fulfil shipments carried, as their links recorded them."""
+    siblings = order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk)
+    return _parts_recorded(siblings.values_list("detail", flat=True))
+
+
+def _parts_recorded(details) -> Counter[tuple[int, str]]:
+    """Bundle components as these shipment links' details recorded them."""
     parts: Counter[tuple[int, str]] = Counter()
-    for detail in order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).values_list("detail", flat=True):
+    for detail in details:
         for line_id, sku, units in detail.get("bundle_parts") or []:
             parts[(int(line_id), sku)] += int(units)
     return parts
@@ -546,14 +921,7 @@ def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantiti
         return
     if link.detail.get("source_reported_at"):
         return
-    if not shipment.tracking_number or not shipment.carrier:
-        raise ShipmentDoesNotMatch(
-            f"Shipment {shipment.number} is done in Fulfil without a carrier and tracking number; "
-            f"{channel.name} needs both",
-            system=System.FULFIL,
-            operation="shipment sync",
-        )
-    carrier = carrier_code_for(system=channel.system, carrier=shipment.carrier, service=shipment.carrier_service or "")
+    carrier = _source_carrier(shipment, channel)
     if channel.system == System.VIRTUALSTOCK:
         _dispatch_at_virtualstock(link, order_link, shipment, quantities, carrier)
     else:
@@ -561,10 +929,35 @@ def _report_to_source(link: Link, order_link: Link, shipment: Shipment, quantiti
     link_step_done(link, "source_reported_at", source_carrier=carrier)
 
 
+def _source_carrier(shipment: Shipment, channel, codes: dict | None = None) -> str:
+    """The source's code for the parcel's carrier and service (``codes``: those a batch already looked up, by
+    (system, carrier, service)). Raises ShipmentDoesNotMatch without a carrier and tracking number, MissingMapping."""
+    if not shipment.tracking_number or not shipment.carrier:
+        raise ShipmentDoesNotMatch(
+            f"Shipment {shipment.number} is done in Fulfil without a carrier and tracking number; "
+            f"{channel.name} needs both",
+            system=System.FULFIL,
+            operation="shipment sync",
+        )
+    key = (channel.system, shipment.carrier, shipment.carrier_service or "")
+    if codes is not None and key in codes:
+        return codes[key]
+    code = carrier_code_for(system=channel.system, carrier=shipment.carrier, service=shipment.carrier_service or "")
+    if codes is not None:
+        codes[key] = code
+    return code
+
+
 def _sibling_lines(order_link: Link, link: Link, key: str) -> Counter[str]:
     """Units of each source line the order's other shipments have already reported."""
+    siblings = order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk)
+    return _lines_recorded(siblings.values_list("detail", flat=True), key)
+
+
+def _lines_recorded(details, key: str) -> Counter[str]:
+    """Units of each source line as these shipment links' details recorded them under ``key``."""
     reported: Counter[str] = Counter()
-    for detail in order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(pk=link.pk).values_list("detail", flat=True):
+    for detail in details:
         for entry in detail.get(key) or []:
             reported[str(entry[-2])] += int(entry[-1])
     return reported
@@ -581,6 +974,12 @@ def _dispatch_at_virtualstock(
     if not planned:
         planned = _plan_virtualstock_lines(order, quantities, _sibling_lines(order_link, link, "virtualstock_lines"))
         link_note(link, virtualstock_lines=planned)
+    _dispatch(order, shipment, planned, carrier)
+
+
+def _dispatch(order: VirtualstockOrder, shipment: Shipment, planned: list, carrier: str) -> None:
+    """Send Virtualstock the dispatch of the planned lines, once."""
+    client = connections.virtualstock()
     when = shipment.effective_date or timezone.localdate()
     lines = [
         DispatchLine(part_number, line_ref, quantity, shipment.tracking_number, carrier, when)
@@ -594,9 +993,12 @@ def _dispatch_at_virtualstock(
             raise
 
 
-def _plan_virtualstock_lines(order: VirtualstockOrder, quantities: dict[str, int], reported: Counter[str]) -> list:
-    """[[part number, line ref, quantity]] for these units, from what each line has left to dispatch."""
-    codes = skus_for(system=System.VIRTUALSTOCK, centra_skus=list(quantities))
+def _plan_virtualstock_lines(
+    order: VirtualstockOrder, quantities: dict[str, int], reported: Counter[str], known: dict[str, str] | None = None
+) -> list:
+    """[[part number, line ref, quantity]] for these units, from what each line has left to dispatch (``known``:
+    part numbers a batch already read, by Centra SKU)."""
+    codes = _source_codes(System.VIRTUALSTOCK, quantities, known)
     planned = []
     for sku, quantity in quantities.items():
         left = quantity
@@ -638,27 +1040,41 @@ def _ship_at_marketplace(
     order_id = order_link.source_id or order_link.source_ref
     planned = link.detail.get("marketplace_lines")
     if not planned:
-        order = client.order(order_id)
-        codes = skus_for(system=System.MARKETPLACE, centra_skus=list(quantities))
-        planned = []
-        for sku, quantity in quantities.items():
-            left = quantity
-            for line in order.lines:
-                if line.sku.lower() == codes[sku].lower() and (take := min(left, line.open_quantity)) > 0:
-                    planned.append([line.line_id, take])
-                    left -= take
-            if left:
-                raise ShipmentDoesNotMatch(
-                    f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} open, "
-                    f"but Fulfil shipped {quantity}",
-                    system=System.MARKETPLACE,
-                    operation="shipment_create",
-                )
+        planned = _plan_marketplace_lines(client.order(order_id), order_id, quantities)
         # Kept before sending: the marketplace knows a parcel by its tracking number and the same lines, so a
         # retry sends exactly this again and gets the first shipment back rather than a second.
         link_note(link, marketplace_lines=planned)
     lines = [ShipmentLine(line_id, quantity) for line_id, quantity in planned]
     link_note(link, marketplace_shipment_id=client.ship(order_id, lines, carrier, shipment.tracking_number))
+
+
+def _plan_marketplace_lines(order, order_id: str, quantities: dict[str, int], known: dict[str, str] | None = None):
+    """[[line id, quantity]] for these units, from what each line has open (``known``: seller SKUs a batch already
+    read, by Centra SKU)."""
+    codes = _source_codes(System.MARKETPLACE, quantities, known)
+    planned = []
+    for sku, quantity in quantities.items():
+        left = quantity
+        for line in order.lines:
+            if line.sku.lower() == codes[sku].lower() and (take := min(left, line.open_quantity)) > 0:
+                planned.append([line.line_id, take])
+                left -= take
+        if left:
+            raise ShipmentDoesNotMatch(
+                f"Marketplace order {order_id} has {quantity - left} unit(s) of {codes[sku]} open, "
+                f"but Fulfil shipped {quantity}",
+                system=System.MARKETPLACE,
+                operation="shipment_create",
+            )
+    return planned
+
+
+def _source_codes(system: str, quantities: dict[str, int], known: dict[str, str] | None) -> dict[str, str]:
+    """The source's code of each Centra SKU: from ``known`` when it has them all, else read (raising
+    MissingMapping for one without a code)."""
+    if known is not None and all(sku in known for sku in quantities):
+        return known
+    return skus_for(system=system, centra_skus=list(quantities))
 
 
 # --- failures and retries -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from syncs.connectors.centra import (
     CentraClient,
     ExternalOrder,
     OrderNumberTaken,
+    ShipmentToCreate,
     StockLevel,
     verify_webhook,
 )
@@ -185,6 +186,60 @@ def test_a_shipment_whose_capture_fails_comes_back_with_a_warning(centra):
     )
     assert (done.is_shipped, done.carrier, done.tracking_number) == (True, "DHL", "JD014600003")
     assert client.order(1000).status == "PROCESSING"  # one of two units still to ship
+
+
+def test_shipments_of_several_orders_are_created_already_sent_in_one_request(centra):
+    client, simulator = centra
+    simulator.seed(orders=[web_order(1000), web_order(1001, quantity=2), web_order(1002, status="CANCELLED")])
+    lines = {number: client.order(number).lines[0].id for number in (1000, 1001, 1002)}
+    wanted = [
+        ShipmentToCreate(1000, [(lines[1000], 1)], "DHL", "Express", "T1000"),
+        ShipmentToCreate(1001, [(lines[1001], 1)], "UPS", "", "T1001"),
+        ShipmentToCreate(1002, [(lines[1002], 1)], "DHL", "Express", "T1002"),
+    ]
+    calls_before = len(simulator.calls())
+    first, second, refused = client.create_sent_shipments(wanted)
+    assert simulator.operations()[calls_before:] == ["createShipment"]
+    shipment, warnings = first
+    assert (shipment.is_shipped, shipment.carrier, shipment.service, shipment.tracking_number) == (
+        True,
+        "DHL",
+        "Express",
+        "T1000",
+    )
+    assert warnings == [] and second[0].tracking_number == "T1001"
+    assert isinstance(refused, DataError) and "CANCELLED" in str(refused)
+    assert client.order(1000).status == "SHIPPED"
+    assert client.order(1001).status == "PROCESSING"  # one of two units sent
+    assert client.order(1002).shipments == []
+
+
+def test_each_aliased_mutation_takes_a_place_in_centras_mutation_buckets(sandbox, centra, monkeypatch):
+    client, simulator = centra
+    monkeypatch.setattr(sandbox.app.simulators["centra"], "enforce_rate_limit", True)
+    simulator.seed(orders=[web_order(1000 + n) for n in range(3)])
+    wanted = [
+        ShipmentToCreate(number, [(client.order(number).lines[0].id, 1)], "DHL", "", f"T{number}")
+        for number in (1000, 1001, 1002)
+    ]
+    client.create_sent_shipments(wanted)
+    used = {(r.type, r.interval): r.used for r in client.rate_limits()}
+    assert used[("MUTATION_COUNT", "TEN_SECONDS")] == 3
+    assert used[("REQUEST_COUNT", "TEN_SECONDS")] == 5  # three order reads, the mutations, this read
+
+
+def test_more_shipments_than_the_mutation_bucket_holds_are_sent_in_several_requests(centra):
+    client, simulator = centra
+    client.mutations_per_request = 2
+    simulator.seed(orders=[web_order(1000 + n) for n in range(3)])
+    wanted = [
+        ShipmentToCreate(number, [(client.order(number).lines[0].id, 1)], "DHL", "", f"T{number}")
+        for number in (1000, 1001, 1002)
+    ]
+    calls_before = len(simulator.calls())
+    answers = client.create_sent_shipments(wanted)
+    assert [shipment.tracking_number for shipment, _ in answers] == ["T1000", "T1001", "T1002"]
+    assert simulator.operations()[calls_before:] == ["createShipment", "createShipment"]
 
 
 def test_a_partial_return_is_completed_with_an_exact_refund(centra):

@@ -46,3 +46,12 @@ def test_orders_parse_with_exact_money(client):
 def test_sizes_carry_skus_and_stock(client):
     for size in itertools.islice(client.sizes(), 20):
         assert size.sku and size.physical >= 0
+
+
+def test_a_shipment_can_be_created_already_sent_as_the_batched_shipment_sync_does(client):
+    # Read-only: the schema, not a shipment. create_sent_shipments relies on these inputs of createShipment.
+    data = client.execute(
+        'query { __type(name: "ShipmentCreateInput") { inputFields { name } } }', operation="introspection"
+    )
+    fields = {field["name"] for field in data["__type"]["inputFields"]}
+    assert {"order", "lines", "capture", "shippedAt", "shipmentInfo", "sendEmail"} <= fields

@@ -3,8 +3,9 @@
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from syncs.links import ORDER_LOCK_BASE, links_note, order_locks_held
+from syncs.links import ORDER_LOCK_BASE, links_note, links_note_each, order_locks_held
 from syncs.models import Link
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +68,29 @@ def test_links_note_merges_into_what_is_stored_and_saves_the_named_fields():
         second.pk: (12, {"sale_state": "processing"}),
     }
     assert first.detail == {"shipment": "noted meanwhile", "sale_state": "processing"}
+
+
+def test_links_note_each_merges_each_links_own_changes_and_saves_the_named_fields():
+    first, second, untouched = order_links(3)
+    Link.objects.filter(pk=first.pk).update(detail={"waiting": "capture", "shipment": "noted meanwhile"})
+    first.centra_id, second.centra_id = "501", "502"
+    first.shipped_at = second.shipped_at = timezone.now()
+
+    links_note_each(
+        [(first, {"waiting": None, "lines": [[1, 2]]}), (second, {"lines": [[3, 1]], "price": "25.00"})],
+        fields=["centra_id", "shipped_at"],
+    )
+
+    stored = {link.pk: (link.centra_id, link.shipped_at, link.detail) for link in Link.objects.all()}
+    assert stored == {
+        first.pk: ("501", first.shipped_at, {"shipment": "noted meanwhile", "lines": [[1, 2]]}),
+        second.pk: ("502", second.shipped_at, {"lines": [[3, 1]], "price": "25.00"}),
+        untouched.pk: ("", None, {}),
+    }
+    assert first.detail == {"shipment": "noted meanwhile", "lines": [[1, 2]]}
+
+
+def test_links_note_each_keeps_both_notes_of_a_link_named_twice():
+    [link] = order_links(1)
+    links_note_each([(link, {"a": 1}), (link, {"b": 2})])
+    assert Link.objects.get(pk=link.pk).detail == {"a": 1, "b": 2}

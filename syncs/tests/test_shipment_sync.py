@@ -1,9 +1,11 @@
 """Shipment sync, Fulfil → Centra → Virtualstock or the marketplace, end to end against the sandbox over HTTP."""
 
 import time
+from collections import Counter
 from decimal import Decimal
 
 import pytest
+import requests
 from django.db import connection
 
 from exceptions.models import ExceptionEvent, Status, SyncException
@@ -506,3 +508,195 @@ def test_a_run_that_finds_only_shipments_already_synced_asks_the_database_once_f
         again = shipment_sync_run()
     assert (again.examined, again.already_synced, again.shipped) == (2, 2, 0)
     assert len(queries) <= 2  # the cursor, and the synced links of the whole chunk: nothing per shipment
+
+
+# --- batches ------------------------------------------------------------------------------------------------------
+
+
+def clear_calls(simulator) -> None:
+    requests.post(f"{simulator.url}/_sandbox/calls/clear", timeout=10).raise_for_status()
+
+
+def web_orders_shipped(control, numbers: list[int], *, cancelled: tuple[int, ...] = ()) -> None:
+    """Centra web orders of both SKUs, each exported to Fulfil as one sale that the warehouse sends in one parcel
+    (tracking number T<number>). An order in ``cancelled`` was cancelled in Centra after Fulfil had it."""
+    control("centra").seed(
+        orders=[
+            {
+                "number": number,
+                "marketId": 3,
+                "status": "CANCELLED" if number in cancelled else "CONFIRMED",
+                "captured": True,
+                "lines": [{"sku": sku, "quantity": 1, "unitPrice": "25.00"} for sku in SKUS],
+            }
+            for number in numbers
+        ]
+    )
+    for number in numbers:
+        sale_id = fulfil_sale(control, reference=str(number))
+        Link.objects.create(
+            kind=Link.Kind.ORDER,
+            source_system="centra",
+            source_ref=str(number),
+            centra_number=number,
+            fulfil_id=sale_id,
+        )
+        for shipment in connections.fulfil().shipments_for_sale(sale_id):
+            ship(shipment.id, f"T{number}-{shipment.moves[0].product_code}")
+
+
+@pytest.mark.django_db
+def test_a_batch_reads_the_orders_once_and_creates_every_shipment_sent_in_one_centra_request(brand):
+    numbers = [1001, 1002, 1003]
+    web_orders_shipped(brand, numbers)
+    clear_calls(brand("centra"))
+    summary = shipment_sync_run()
+    # Fulfil ships each order as two parcels: one of each order is in the batch, the other follows on its own.
+    assert (summary.examined, summary.shipped, summary.failed) == (6, 6, 0)
+    shipments = centra_shipments(brand)
+    assert len(shipments) == 6 and all(shipment["isShipped"] for shipment in shipments)
+    assert {shipment["trackingNumber"] for shipment in shipments} == {
+        f"T{number}-{sku}" for number in numbers for sku in SKUS
+    }
+    operations = brand("centra").operations()
+    # The batch: one read of the three orders, one request creating three shipments already sent. The second
+    # parcel of each order on its own: its order read, created, completed, read again to see it fully shipped.
+    assert operations.count("createShipment") == 1 + 3
+    assert operations.count("completeShipment") == 3
+    assert all(brand("centra").state()["orders"][str(number)]["status"] == "SHIPPED" for number in numbers)
+    assert Link.objects.filter(kind=Link.Kind.ORDER, shipped_at__isnull=False).count() == 3
+
+
+@pytest.mark.django_db
+def test_an_order_centra_refuses_in_a_batch_gets_its_exception_and_the_others_go_through(brand):
+    web_orders_shipped(brand, [1001, 1002, 1003], cancelled=(1002,))
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (4, 2)
+    shipped_orders = {shipment["orderNumber"] for shipment in centra_shipments(brand)}
+    assert shipped_orders == {1001, 1003}
+    exceptions = SyncException.objects.filter(flow=FLOW)
+    assert exceptions.count() == 2  # one for each of the cancelled order's parcels
+    assert all("CANCELLED" in exception.message for exception in exceptions)
+    failed = {exception.object_ref for exception in exceptions}
+    cancelled_links = Link.objects.filter(kind=Link.Kind.SHIPMENT, order__centra_number=1002)
+    assert failed == {f"fulfil:{link.source_ref}" for link in cancelled_links}
+    assert not any("synced_at" in link.detail for link in cancelled_links)
+
+
+class WorkerDied(BaseException):
+    """The worker stopped (killed, out of memory) at that moment: nothing after it ran."""
+
+
+@pytest.mark.django_db
+def test_a_batch_rerun_after_the_worker_died_between_centra_and_the_links_makes_no_second_shipment(brand, monkeypatch):
+    numbers = [1001, 1002]
+    web_orders_shipped(brand, numbers)
+    client = connections.centra()
+    create = client.create_sent_shipments
+
+    def created_then_died(*args, **kwargs):
+        create(*args, **kwargs)
+        raise WorkerDied
+
+    monkeypatch.setattr(client, "create_sent_shipments", created_then_died)
+    with pytest.raises(WorkerDied):
+        shipment_sync_run()
+    assert len(centra_shipments(brand)) == 2  # Centra made them; no link knows
+    assert not Link.objects.filter(kind=Link.Kind.SHIPMENT).exclude(centra_id="").exists()
+    monkeypatch.undo()
+
+    clear_calls(brand("centra"))
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (4, 0)
+    shipments = centra_shipments(brand)
+    assert len(shipments) == 4 and all(shipment["isShipped"] for shipment in shipments)
+    assert sorted(Counter(shipment["orderNumber"] for shipment in shipments).values()) == [2, 2]
+    # The two found again in Centra by the lines noted before asking; only the two other parcels are created.
+    links = Link.objects.filter(kind=Link.Kind.SHIPMENT)
+    assert sorted(int(link.centra_id) for link in links) == sorted(shipment["id"] for shipment in shipments)
+    assert brand("centra").operations().count("createShipment") == 2
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_to_the_batched_create_is_found_in_centra_in_the_same_run(brand, monkeypatch):
+    web_orders_shipped(brand, [1001, 1002])
+    client = connections.centra()
+    create = client.create_sent_shipments
+
+    def answer_lost(*args, **kwargs):
+        create(*args, **kwargs)
+        raise TransientError("no answer within 30s", system="centra", operation="createShipment")
+
+    monkeypatch.setattr(client, "create_sent_shipments", answer_lost)
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (4, 0)
+    shipments = centra_shipments(brand)
+    assert len(shipments) == 4 and all(shipment["isShipped"] for shipment in shipments)
+    assert not SyncException.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_retailer_order_whose_carrier_has_no_code_fails_alone_and_the_batchs_others_are_dispatched(brand):
+    channel = Channel.objects.create(code="john-lewis", name="John Lewis", system="virtualstock", centra_market_id=3)
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(system="virtualstock", centra_sku=sku, external_code=sku) for sku in SKUS]
+    )
+    dhl_express_for_virtualstock()
+    numbers = {1001: "DHL", 1002: "UPS", 1003: "DHL"}  # no Virtualstock code for UPS
+    brand("virtualstock").seed(
+        orders=[
+            {
+                "id": number,
+                "order_reference": f"JL-{number}",
+                "status": "ORDER_ACK",
+                "retailer": {"id": 245, "name": "John Lewis"},
+                "items": [{"part_number": SKUS[0], "line_reference": f"{number}1", "quantity": 1, "total": "25.00"}],
+            }
+            for number in numbers
+        ]
+    )
+    brand("centra").seed(
+        orders=[
+            {
+                "number": number,
+                "marketId": 3,
+                "status": "CONFIRMED",
+                "captured": True,
+                "lines": [{"sku": SKUS[0], "quantity": 1, "unitPrice": "25.00"}],
+            }
+            for number in numbers
+        ]
+    )
+    shipment_ids = {}
+    for number, carrier in numbers.items():
+        brand("fulfil").seed(
+            sales=[
+                {
+                    "reference": str(number),
+                    "state": "processing",
+                    "party": {"name": "Ada Lovelace", "addresses": [["create", [{"street": "1 Oxford St"}]]]},
+                    "lines": [{"product": SKUS[0], "quantity": 1, "unit_price": "25.00"}],
+                }
+            ]
+        )
+        sale_id = connections.fulfil().sale_by_reference(str(number)).id
+        Link.objects.create(
+            kind=Link.Kind.ORDER,
+            source_system="john-lewis",
+            source_ref=f"JL-{number}",
+            source_id=str(number),
+            channel=channel,
+            centra_number=number,
+            fulfil_id=sale_id,
+        )
+        [shipment] = connections.fulfil().shipments_for_sale(sale_id)
+        shipment_ids[number] = shipment.id
+        ship(shipment.id, f"T{number}", carrier=carrier, service="Express" if carrier == "DHL" else "Standard")
+    summary = shipment_sync_run()
+    assert (summary.shipped, summary.failed) == (2, 1)
+    [exception] = SyncException.objects.filter(flow=FLOW)
+    assert exception.kind == "unmapped_carrier" and exception.context["shipment_id"] == shipment_ids[1002]
+    orders = brand("virtualstock").state()["orders"]
+    dispatched = {int(number) for number, order in orders.items() if order["items"][0].get("dispatches")}
+    assert dispatched == {1001, 1003}
+    assert len(centra_shipments(brand)) == 3  # Centra has all three: only the retailer waits for UPS's code

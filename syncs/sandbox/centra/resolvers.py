@@ -458,6 +458,8 @@ def m_create_shipment(sim, info, input):
     order["shipmentIds"].append(shipment_id)
     order["status"], order["updatedAt"] = "PROCESSING", now_iso()
     simulator._event("Shipment", "CREATED", shipment_id, order)
+    if input.get("shippedAt"):  # created already sent: completed at once, with the shipment info given
+        _ship(simulator, shipment, order, input)
     return _payload(shipment=shipment, userWarnings=warnings)
 
 
@@ -469,8 +471,14 @@ def m_complete_shipment(sim, info, id, input=None):
         return _payload(shipment=None, userErrors=[_user_error(f"Shipment {id} not found", "id")])
     if shipment["isShipped"]:
         return _payload(shipment=shipment, userErrors=[_user_error("Shipment is already completed", "id")])
+    _ship(simulator, shipment, simulator.state["orders"][str(shipment["orderNumber"])], input)
+    return _payload(shipment=shipment)
+
+
+def _ship(simulator, shipment: dict, order: dict, input: dict) -> None:
+    """Mark a shipment sent (``completeShipment``, or ``createShipment`` with ``shippedAt``): its info, the
+    order's shipped quantities and stock, and the order SHIPPED once every line has gone."""
     info_input = input.get("shipmentInfo") or {}
-    order = simulator.state["orders"][str(shipment["orderNumber"])]
     shipment.update(
         {
             "isShipped": True,
@@ -492,7 +500,6 @@ def m_complete_shipment(sim, info, id, input=None):
         simulator._event("Order", "COMPLETED", order["number"], order)
     order["updatedAt"] = now_iso()
     simulator._event("Shipment", "COMPLETED", shipment["id"], order)
-    return _payload(shipment=shipment)
 
 
 def m_create_return(sim, info, input):

@@ -166,22 +166,37 @@ class CentraSimulator(Simulator):
         """Centra's own buckets (when the sandbox enforces published limits): None or seconds to wait."""
         if not self.enforce_rate_limit or operation.startswith("rest_"):
             return None
-        document = self._document(request)
-        is_mutation = bool(document and document[1])
+        # A request is one place in the request buckets; each mutation in it (aliased ones too) one place in the
+        # mutation buckets, as Centra counts "the number of mutations in a time period".
+        places = {"REQUEST_COUNT": 1, "MUTATION_COUNT": self._mutations_in(request)}
         now = time.time()
         with self.lock:
-            kinds = ["REQUEST_COUNT"] + (["MUTATION_COUNT"] if is_mutation else [])
-            for kind in kinds:
+            for kind, count in places.items():
                 for interval in ("TEN_SECONDS", "ONE_HOUR"):
                     window = self.buckets[(kind, interval)]
                     while window.calls and now - window.calls[0] >= window.seconds:
                         window.calls.popleft()
-                    if len(window.calls) >= window.limit:
-                        return window.calls[0] + window.seconds - now
-            for kind in kinds:
+                    if count and len(window.calls) + count > window.limit:
+                        return window.calls[0] + window.seconds - now if window.calls else window.seconds
+            for kind, count in places.items():
                 for interval in ("TEN_SECONDS", "ONE_HOUR"):
-                    self.buckets[(kind, interval)].calls.append(now)
+                    self.buckets[(kind, interval)].calls.extend([now] * count)
         return None
+
+    def _mutations_in(self, request: Request) -> int:
+        """How many mutations the request's GraphQL document asks for: its mutation's root fields (0 for a query)."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return 0
+        try:
+            document = parse(body["query"])
+        except GraphQLError:
+            return 0
+        return sum(
+            len(definition.selection_set.selections)
+            for definition in document.definitions
+            if getattr(definition, "operation", None) == OperationType.MUTATION
+        )
 
     def rate_limited_response(self, retry_after: float) -> Response:
         # Centra's Retry-After "points at a timestamp at which it is possible to try again".
