@@ -63,36 +63,13 @@ def order_locks_held(order_links: Iterable[Link]) -> Iterator[set[int]]:
 def links_note(links: Iterable[Link], *, fields: Iterable[str] = (), **changes) -> None:
     """``link_note`` for many links in one transaction (a row lock on each, one UPDATE): merge ``changes`` into
     each link's detail, and save the model ``fields`` named (set on the objects beforehand) with it."""
-    links = {link.pk: link for link in links}
-    if not links:
-        return
-    now = timezone.now()
-    with transaction.atomic():
-        stored = dict(Link.objects.select_for_update().filter(pk__in=list(links)).values_list("pk", "detail"))
-        for pk, link in links.items():
-            detail = dict(stored.get(pk) or {})
-            for key, value in changes.items():
-                if value is None:
-                    detail.pop(key, None)
-                else:
-                    detail[key] = value
-            link.detail = detail
-            link.updated_at = now
-        Link.objects.bulk_update(list(links.values()), ["detail", "updated_at", *fields], batch_size=500)
+    links_note_each([(link, changes) for link in links], fields=fields)
 
 
 def link_note(link: Link, **changes) -> None:
     """Merge ``changes`` into the link's detail (None removes a key), under a row lock, so a note another flow
     makes on the same link at the same moment is never lost."""
-    with transaction.atomic():
-        detail = dict(Link.objects.select_for_update().values_list("detail", flat=True).get(pk=link.pk) or {})
-        for key, value in changes.items():
-            if value is None:
-                detail.pop(key, None)
-            else:
-                detail[key] = value
-        Link.objects.filter(pk=link.pk).update(detail=detail, updated_at=timezone.now())
-    link.detail = detail
+    links_note_each([(link, changes)])
 
 
 def link_step_done(link: Link, step: str, **extra) -> None:
