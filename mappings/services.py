@@ -127,6 +127,28 @@ def centra_sku_for(*, system: str, code: str) -> str:
     raise MissingMapping(kind="sku", system=system, key={"code": code})
 
 
+def centra_skus_for(*, system: str, codes: Iterable[str]) -> dict[str, str]:
+    """``centra_sku_for`` for many of ``system``'s codes in one query: {code: Centra SKU}, each code as given.
+    Codes that translate to nothing are left out; the caller raises MissingMapping for them."""
+    wanted: dict[str, list[str]] = {}
+    for code in codes:
+        wanted.setdefault(code.lower(), []).append(code)
+    rows = (
+        SkuMapping.objects.annotate(key=Lower("external_code"))
+        .filter(system=system, key__in=list(wanted))
+        .values_list("key", "centra_sku")
+    )
+    found = {}
+    for key, centra_sku in rows:
+        for code in wanted[key]:
+            found[code] = centra_sku
+    if _sku_same_as_centra(system):
+        for spellings in wanted.values():
+            for code in spellings:
+                found.setdefault(code, code)
+    return found
+
+
 # --- Carriers and shipping methods ----------------------------------------------------------------------------
 
 
@@ -176,6 +198,22 @@ def shipping_method_for(*, system: str, method: str) -> ShippingMethodMapping:
     if mapping is None:
         raise MissingMapping(kind="shipping_method", system=system, key={"method": method})
     return mapping
+
+
+def shipping_methods_for(*, system: str, methods: Iterable[str]) -> dict[str, ShippingMethodMapping]:
+    """``shipping_method_for`` for many methods in one query: {method: mapping}, each method as given. Methods
+    with no mapping are left out; the caller raises MissingMapping for them."""
+    wanted: dict[str, list[str]] = {}
+    for method in methods:
+        wanted.setdefault(method.strip().lower(), []).append(method)
+    found = {}
+    mappings = ShippingMethodMapping.objects.annotate(key=Lower("source_method")).filter(
+        system=system, key__in=list(wanted)
+    )
+    for mapping in mappings:
+        for method in wanted[mapping.key]:
+            found[method] = mapping
+    return found
 
 
 # --- Tax and markets ------------------------------------------------------------------------------------------
