@@ -8,6 +8,12 @@ is transient and freed automatically when the missing mapping is added.
 
 Each source speaks its own API; ``VirtualstockSource`` and ``MarketplaceSource`` turn its orders into one neutral
 ``IncomingOrder``, so translating, checking and recording are written once.
+
+A run takes the new orders CHUNK at a time: the chunk's links are made, its mappings read, its units in flight and
+its steps recorded and its exceptions healed in a few queries for all of them. Centra's Order API creates one order
+a call and both sources acknowledge one order a call, so those stay one call per order, each failing on its own. A
+chunk whose batched write is refused goes through order by order (``order_import_one``, which the exception queue's
+retries use too), so the order at fault gets its own exception.
 """
 
 from collections.abc import Iterator
