@@ -377,9 +377,9 @@ def _import_held(source, items: list[_Item], summary: ImportSummary, touched: se
         else:
             acknowledged.append(item)
     _links_stamp([item.link for item in acknowledged], "acknowledged_at")
-    objects_succeeded(
-        flow=FLOW, object_refs=[object_ref(item.channel.code, item.order.reference) for item in acknowledged]
-    )
+    if acknowledged:
+        refs = [object_ref(item.channel.code, item.order.reference) for item in acknowledged]
+        objects_succeeded(flow=FLOW, object_refs=refs)
     for item in acknowledged:
         item.settled = True
         summary.imported += item.created_now
