@@ -127,25 +127,19 @@ def centra_sku_for(*, system: str, code: str) -> str:
     raise MissingMapping(kind="sku", system=system, key={"code": code})
 
 
-def centra_skus_for(*, system: str, codes: Iterable[str]) -> dict[str, str]:
-    """``centra_sku_for`` for many of ``system``'s codes in one query: {code: Centra SKU}, each code as given.
-    Codes that translate to nothing are left out; the caller raises MissingMapping for them."""
-    wanted: dict[str, list[str]] = {}
-    for code in codes:
-        wanted.setdefault(code.lower(), []).append(code)
+def centra_skus_mapped(*, system: str, codes: Iterable[str]) -> dict[str, str]:
+    """``centra_sku_for`` for many codes in one query: {code: centra_sku} for the codes that have a Centra SKU;
+    codes without one are left out (``centra_sku_for`` names what is missing)."""
+    wanted = {code.lower(): code for code in codes}
     rows = (
-        SkuMapping.objects.annotate(key=Lower("external_code"))
+        SkuMapping.objects.alias(key=Lower("external_code"))
         .filter(system=system, key__in=list(wanted))
-        .values_list("key", "centra_sku")
+        .values_list("external_code", "centra_sku")
     )
-    found = {}
-    for key, centra_sku in rows:
-        for code in wanted[key]:
-            found[code] = centra_sku
+    found = {wanted[code.lower()]: centra_sku for code, centra_sku in rows}
     if _sku_same_as_centra(system):
-        for spellings in wanted.values():
-            for code in spellings:
-                found.setdefault(code, code)
+        for code in wanted.values():
+            found.setdefault(code, code)
     return found
 
 

@@ -22,7 +22,6 @@ from mappings.services import (
     carrier_code_for,
     carrier_for_code,
     centra_sku_for,
-    centra_skus_for,
     market_for,
     shipping_method_for,
     shipping_methods_for,
@@ -67,19 +66,6 @@ def test_many_skus_are_looked_up_at_once_and_the_unmapped_left_out(settings, dja
     with django_assert_num_queries(1):
         codes = skus_mapped(system="marketplace", centra_skus=["A-1", "a-2", "A-3"])
     assert codes == {"A-1": "M-1", "a-2": "M-2"}
-
-
-def test_many_codes_read_back_as_centra_skus_at_once_each_as_it_was_given(settings, django_assert_num_queries):
-    settings.SKU_SAME_AS_CENTRA = ["fulfil"]
-    SkuMapping.objects.create(system="virtualstock", centra_sku="TEE-BLK-M", external_code="JL-889")
-    SkuMapping.objects.create(system="fulfil", centra_sku="TEE-BLK-L", external_code="F-TEE-L")
-    with django_assert_num_queries(1):
-        found = centra_skus_for(system="virtualstock", codes=["jl-889", "JL-889", "JL-000"])
-    assert found == {"jl-889": "TEE-BLK-M", "JL-889": "TEE-BLK-M"}
-    assert centra_skus_for(system="fulfil", codes=["f-tee-l", "UNKNOWN-9"]) == {
-        "f-tee-l": "TEE-BLK-L",
-        "UNKNOWN-9": "UNKNOWN-9",
-    }
 
 
 def test_a_carrier_with_its_exact_service_wins_over_the_carrier_alone():

@@ -30,7 +30,13 @@ from exceptions.registry import register_retry_handler
 from exceptions.services import failure_record, object_succeeded, objects_succeeded
 from mappings.models import Channel, ShippingMethodMapping, System
 from mappings.money import is_exact, minor_unit
-from mappings.services import MissingMapping, centra_skus_for, shipping_methods_for
+from mappings.services import (
+    MissingMapping,
+    centra_sku_for,
+    centra_skus_mapped,
+    shipping_method_for,
+    shipping_methods_for,
+)
 from syncs import connections
 from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import ExternalOrder, OrderNumberTaken
@@ -584,23 +590,25 @@ def _link_for(channel: Channel, order: IncomingOrder) -> Link:
 
 
 class Translations:
-    """The SKU and shipping-method mappings some orders of one source system need, read in one query each."""
+    """The SKU and shipping-method mappings some orders of one source system need, read in one query each. A code
+    or method the first reading did not answer is asked about on its own, so every answer (and every
+    MissingMapping) is the one ``centra_sku_for`` and ``shipping_method_for`` give."""
 
     def __init__(self, system: str, orders: list[IncomingOrder]) -> None:
         self.system = system
-        self.skus = centra_skus_for(system=system, codes={line.code for order in orders for line in order.lines})
+        self.skus = centra_skus_mapped(system=system, codes={line.code for order in orders for line in order.lines})
         self.methods = shipping_methods_for(system=system, methods={order.shipping_method for order in orders})
 
     def centra_sku(self, code: str) -> str:
         """The Centra SKU behind the source's code. Raises MissingMapping."""
         if code not in self.skus:
-            raise MissingMapping(kind="sku", system=self.system, key={"code": code})
+            self.skus[code] = centra_sku_for(system=self.system, code=code)
         return self.skus[code]
 
     def shipping_method(self, method: str) -> ShippingMethodMapping:
         """How an order with this shipping method is created in Centra. Raises MissingMapping."""
         if method not in self.methods:
-            raise MissingMapping(kind="shipping_method", system=self.system, key={"method": method})
+            self.methods[method] = shipping_method_for(system=self.system, method=method)
         return self.methods[method]
 
 

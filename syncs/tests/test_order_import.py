@@ -487,6 +487,14 @@ def test_the_same_reference_twice_in_one_listing_is_created_once(brand):
 
 
 @pytest.mark.django_db
+def test_orders_of_one_chunk_spelling_a_code_differently_translate_alike(brand):
+    brand("virtualstock").seed(orders=[vs_order(750, "JL-S0"), vs_order(751, "JL-S1", part_number="tee100blks")])
+    summary = order_import_run()
+    assert (summary.imported, summary.failed) == (2, 0)
+    assert {order["lines"][0]["sku"] for order in centra_orders(brand)} == {"TEE100BLKS"}
+
+
+@pytest.mark.django_db
 def test_an_order_another_worker_is_importing_is_left_to_it(brand, other_worker):  # noqa: F811
     brand("virtualstock").seed(orders=[vs_order(800, "JL-B0", part_number="JL-LATER"), vs_order(801, "JL-B1")])
     order_import_run()  # the first waits for its mapping: its link exists from now on
