@@ -16,6 +16,7 @@ chunk whose batched write is refused goes through order by order (``order_import
 retries use too), so the order at fault gets its own exception.
 """
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,7 @@ from syncs.runs import RunCounter
 from syncs.stock.in_flight import stock_push_soon, units_in_flight_record, units_in_flight_record_many
 
 FLOW = "order_import"
+logger = logging.getLogger("switchyard.orders")
 PUSH_EVERY_SKUS = 50  # a long run starts a stock push for the SKUs its orders sold this often
 CHUNK = 50  # orders read, translated and recorded together (Centra and the source still get a call per order)
 
@@ -319,7 +321,8 @@ def _import_chunk(source, channels: list[Channel], raws: list, summary: ImportSu
             items[item.key] = item
     try:
         _links_for_many(list(items.values()))
-    except Exception:  # the batched write was refused: each order on its own, to say which one it was
+    except Exception as error:  # the batched write was refused: each order on its own, to say which one it was
+        _say_one_by_one(len(items), error)
         again[:0] = items.values()
     else:
         linked = [item for item in items.values() if item.link is not None]
@@ -329,12 +332,17 @@ def _import_chunk(source, channels: list[Channel], raws: list, summary: ImportSu
             mine = [item for item in linked if item.link.pk in held]
             try:
                 _import_held(source, mine, summary, touched)
-            except Exception:  # a batched write was refused: the orders not yet settled go on their own
-                for item in mine:
-                    if not item.settled:
-                        _import_alone(item, source, summary, touched)
+            except Exception as error:  # a batched write was refused: the orders not yet settled go on their own
+                unsettled = [item for item in mine if not item.settled]
+                _say_one_by_one(len(unsettled), error)
+                for item in unsettled:
+                    _import_alone(item, source, summary, touched)
     for item in again:
         _import_alone(item, source, summary, touched)
+
+
+def _say_one_by_one(count: int, error: BaseException) -> None:
+    logger.warning("importing %d orders one by one: a write for all of them failed: %s", count, error, exc_info=error)
 
 
 def _import_held(source, items: list[_Item], summary: ImportSummary, touched: set[str]) -> None:

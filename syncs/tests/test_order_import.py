@@ -461,7 +461,7 @@ def test_a_chunk_run_again_after_the_worker_died_between_creating_and_saving_the
 
 
 @pytest.mark.django_db
-def test_a_chunk_whose_batched_write_is_refused_goes_through_order_by_order(brand, monkeypatch):
+def test_a_chunk_whose_batched_write_is_refused_goes_through_order_by_order(brand, monkeypatch, caplog):
     from django.db import IntegrityError
 
     from syncs.flows import order_import
@@ -476,6 +476,7 @@ def test_a_chunk_whose_batched_write_is_refused_goes_through_order_by_order(bran
     assert len(centra_orders(brand)) == 3
     assert UnitsInFlight.objects.count() == 3  # recorded by each order's own path
     assert not SyncException.objects.exists()
+    assert "importing 3 orders one by one" in caplog.text
 
 
 @pytest.mark.django_db
