@@ -128,8 +128,8 @@ def centra_sku_for(*, system: str, code: str) -> str:
 
 
 def centra_skus_mapped(*, system: str, codes: Iterable[str]) -> dict[str, str]:
-    """``centra_sku_for`` for many codes in one query: {code: centra_sku} for the codes that have a Centra SKU;
-    codes without one are left out (``centra_sku_for`` names what is missing)."""
+    """``centra_sku_for`` for many codes in one query: {code: Centra SKU} for the codes that have one (compared
+    without case); codes without one are left out, for ``centra_sku_for`` to raise about one by one."""
     wanted = {code.lower(): code for code in codes}
     rows = (
         SkuMapping.objects.alias(key=Lower("external_code"))
