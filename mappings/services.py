@@ -195,6 +195,22 @@ def shipping_method_for(*, system: str, method: str) -> ShippingMethodMapping:
     return mapping
 
 
+def shipping_methods_for(*, system: str, methods: Iterable[str]) -> dict[str, ShippingMethodMapping]:
+    """``shipping_method_for`` for many methods in one query: {method: mapping}, each method as given. Methods
+    with no mapping are left out; the caller raises MissingMapping for them."""
+    wanted: dict[str, list[str]] = {}
+    for method in methods:
+        wanted.setdefault(method.strip().lower(), []).append(method)
+    found = {}
+    mappings = ShippingMethodMapping.objects.annotate(key=Lower("source_method")).filter(
+        system=system, key__in=list(wanted)
+    )
+    for mapping in mappings:
+        for method in wanted[mapping.key]:
+            found[method] = mapping
+    return found
+
+
 # --- Tax and markets ------------------------------------------------------------------------------------------
 
 

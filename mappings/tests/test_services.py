@@ -24,6 +24,7 @@ from mappings.services import (
     centra_sku_for,
     market_for,
     shipping_method_for,
+    shipping_methods_for,
     sku_for,
     skus_mapped,
     stock_buffer_for,
@@ -103,6 +104,18 @@ def test_a_marketplace_shipping_method_gives_the_centra_option():
     with pytest.raises(MissingMapping) as error:
         shipping_method_for(system="virtualstock", method="NEXT_DAY")
     assert error.value.exception_kind == "unmapped_shipping_method"
+
+
+def test_many_shipping_methods_are_looked_up_at_once_and_the_unmapped_left_out(django_assert_num_queries):
+    ShippingMethodMapping.objects.create(
+        system="marketplace", source_method="NEXT_DAY", centra_shipping_option="express"
+    )
+    with django_assert_num_queries(1):
+        found = shipping_methods_for(system="marketplace", methods=["next_day", " NEXT_DAY", "PICKUP"])
+    assert {method: mapping.centra_shipping_option for method, mapping in found.items()} == {
+        "next_day": "express",
+        " NEXT_DAY": "express",
+    }
 
 
 def test_a_countrys_own_tax_code_wins_over_the_tax_class_default():

@@ -8,33 +8,51 @@ is transient and freed automatically when the missing mapping is added.
 
 Each source speaks its own API; ``VirtualstockSource`` and ``MarketplaceSource`` turn its orders into one neutral
 ``IncomingOrder``, so translating, checking and recording are written once.
+
+A run takes the new orders CHUNK at a time: the chunk's links are made, its mappings read, its units in flight and
+its steps recorded and its exceptions healed in a few queries for all of them. Centra's Order API creates one order
+a call and both sources acknowledge one order a call, so those stay one call per order, each failing on its own. A
+chunk whose batched write is refused goes through order by order (``order_import_one``, which the exception queue's
+retries use too), so the order at fault gets its own exception.
 """
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
-from exceptions.services import failure_record, object_succeeded
-from mappings.models import Channel, System
+from exceptions.services import failure_record, object_succeeded, objects_succeeded
+from mappings.models import Channel, ShippingMethodMapping, System
 from mappings.money import is_exact, minor_unit
-from mappings.services import MissingMapping, centra_sku_for, shipping_method_for
+from mappings.services import (
+    MissingMapping,
+    centra_sku_for,
+    centra_skus_mapped,
+    shipping_method_for,
+    shipping_methods_for,
+)
 from syncs import connections
 from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import ExternalOrder, OrderNumberTaken
 from syncs.connectors.errors import DataError, TransientError
 from syncs.connectors.virtualstock import LineQuantity
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
+from syncs.links import order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter
-from syncs.stock.in_flight import stock_push_soon, units_in_flight_record
+from syncs.stock.in_flight import stock_push_soon, units_in_flight_record, units_in_flight_record_many
 
 FLOW = "order_import"
+logger = logging.getLogger("switchyard.orders")
 PUSH_EVERY_SKUS = 50  # a long run starts a stock push for the SKUs its orders sold this often
+CHUNK = 50  # orders read, translated and recorded together (Centra and the source still get a call per order)
 
 
 @dataclass(frozen=True)
@@ -223,6 +241,7 @@ class ImportSummary:
     imported: int = 0
     already_imported: int = 0
     failed: int = 0
+    busy: int = 0  # orders another worker was importing at the same moment: left to it
     exception_ids: list[int] = field(default_factory=list)
 
 
@@ -242,13 +261,44 @@ def order_import_run(*, counter: RunCounter | None = None) -> ImportSummary:
 
 
 def _import_from(source, channels: list[Channel], summary: ImportSummary, counter: RunCounter | None) -> None:
+    """The source's new orders, CHUNK at a time: each chunk's links, mappings and records are read and written
+    together, while Centra and the source still get one call per order."""
     touched: set[str] = set()
-    for raw in source.pending():
+    pending = source.pending()
+    while chunk := list(islice(pending, CHUNK)):
+        failed_before, busy_before = summary.failed, summary.busy
+        _import_chunk(source, channels, chunk, summary, touched)
+        if counter:
+            failed, busy = summary.failed - failed_before, summary.busy - busy_before
+            counter.add(examined=len(chunk), succeeded=len(chunk) - failed - busy, failed=failed)
         if len(touched) >= PUSH_EVERY_SKUS:
             stock_push_soon(touched)
             touched = set()
+    stock_push_soon(touched)
+
+
+@dataclass
+class _Item:
+    """One order of a chunk on its way through."""
+
+    channel: Channel
+    order: IncomingOrder
+    link: Link | None = None
+    external: ExternalOrder | None = None
+    created_now: bool = False
+    settled: bool = False  # its outcome is recorded: imported, or an exception
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.channel.code, self.order.reference)
+
+
+def _import_chunk(source, channels: list[Channel], raws: list, summary: ImportSummary, touched: set[str]) -> None:
+    items: dict[tuple[str, str], _Item] = {}
+    again: list[_Item] = []  # on their own: a reference seen twice in one chunk (after the first), and the
+    # orders a batched write was refused for
+    for raw in raws:
         summary.examined += 1
-        failed_before = summary.failed
         try:
             order = source.parse(raw)
         except TransientError as error:
@@ -256,27 +306,173 @@ def _import_from(source, channels: list[Channel], summary: ImportSummary, counte
             summary.exception_ids.append(_record_unreadable(source, raw, error).pk)
             continue
         channel = _channel_for(order, channels)
-        try:
-            if channel is None:
-                raise DataError(
-                    f"No {System(source.system).label} channel is set up for the {source.account_label} "
-                    f"{order.account!r}",
-                    system="switchyard",
-                    operation="order import",
-                )
-            fresh = order_import_one(channel=channel, order=order, source=source, touched=touched)
-        except Exception as error:  # every failure of one order lands in the queue, whatever it is
-            summary.failed += 1
-            recorded = _record(channel=channel or channels[0], order=order, error=error, channel_known=bool(channel))
-            summary.exception_ids.append(recorded.pk)
-        else:
-            summary.imported += fresh
-            summary.already_imported += not fresh
-        if counter:
-            counter.add(
-                examined=1, succeeded=int(summary.failed == failed_before), failed=summary.failed - failed_before
+        if channel is None:
+            error = DataError(
+                f"No {System(source.system).label} channel is set up for the {source.account_label} {order.account!r}",
+                system="switchyard",
+                operation="order import",
             )
-    stock_push_soon(touched)
+            _fail(_Item(channels[0], order), error, summary, channel_known=False)
+            continue
+        item = _Item(channel, order)
+        if item.key in items:
+            again.append(item)
+        else:
+            items[item.key] = item
+    try:
+        _links_for_many(list(items.values()))
+    except Exception as error:  # the batched write was refused: each order on its own, to say which one it was
+        _say_one_by_one(len(items), error)
+        again[:0] = items.values()
+    else:
+        linked = [item for item in items.values() if item.link is not None]
+        again[:0] = [item for item in items.values() if item.link is None]
+        with order_locks_held(item.link for item in linked) as held:
+            summary.busy += sum(item.link.pk not in held for item in linked)
+            mine = [item for item in linked if item.link.pk in held]
+            try:
+                _import_held(source, mine, summary, touched)
+            except Exception as error:  # a batched write was refused: the orders not yet settled go on their own
+                unsettled = [item for item in mine if not item.settled]
+                _say_one_by_one(len(unsettled), error)
+                for item in unsettled:
+                    _import_alone(item, source, summary, touched)
+    for item in again:
+        _import_alone(item, source, summary, touched)
+
+
+def _say_one_by_one(count: int, error: BaseException) -> None:
+    logger.warning("importing %d orders one by one: a write for all of them failed: %s", count, error, exc_info=error)
+
+
+def _import_held(source, items: list[_Item], summary: ImportSummary, touched: set[str]) -> None:
+    """Bring the chunk's orders (their locks held) into Centra and acknowledge them, as ``order_import_one`` does
+    for one: units in flight before Centra is asked, the acknowledgement only after Centra has the order."""
+    waiting = []
+    for item in items:
+        if item.link.acknowledged_at:
+            item.settled = True
+            summary.already_imported += 1
+        else:
+            waiting.append(item)
+    to_create = [item for item in waiting if not item.link.created_in_target_at]
+    translations = Translations(source.system, [item.order for item in to_create])
+    translated = []
+    for item in to_create:
+        try:
+            item.external = _translate(
+                channel=item.channel, order=item.order, number=item.link.centra_number, translations=translations
+            )
+        except Exception as error:  # every failure of one order lands in the queue, whatever it is
+            _fail(item, error, summary)
+        else:
+            translated.append(item)
+    held = [(item.link, _quantities(item.external)) for item in translated]
+    units_in_flight_record_many(held)  # sold: every channel counts them before Centra or Fulfil does
+    for _link, quantities in held:
+        touched.update(quantities)
+    created = []
+    for item in translated:
+        try:
+            item.created_now = _create_in_centra(item.external)
+        except Exception as error:
+            _fail(item, error, summary)
+        else:
+            created.append(item)
+    _links_stamp([item.link for item in created], "created_in_target_at")
+    acknowledged = []
+    for item in waiting:
+        if item.settled:
+            continue
+        try:
+            source.acknowledge(item.order)
+        except Exception as error:
+            _fail(item, error, summary)
+        else:
+            acknowledged.append(item)
+    _links_stamp([item.link for item in acknowledged], "acknowledged_at")
+    if acknowledged:
+        refs = [object_ref(item.channel.code, item.order.reference) for item in acknowledged]
+        objects_succeeded(flow=FLOW, object_refs=refs)
+    for item in acknowledged:
+        item.settled = True
+        summary.imported += item.created_now
+        summary.already_imported += not item.created_now
+
+
+def _import_alone(item: _Item, source, summary: ImportSummary, touched: set[str]) -> None:
+    try:
+        fresh = order_import_one(channel=item.channel, order=item.order, source=source, touched=touched)
+    except Exception as error:  # every failure of one order lands in the queue, whatever it is
+        _fail(item, error, summary)
+    else:
+        summary.imported += fresh
+        summary.already_imported += not fresh
+    item.settled = True
+
+
+def _fail(item: _Item, error: BaseException, summary: ImportSummary, *, channel_known: bool = True) -> None:
+    summary.failed += 1
+    recorded = _record(channel=item.channel, order=item.order, error=error, channel_known=channel_known)
+    summary.exception_ids.append(recorded.pk)
+    item.settled = True
+
+
+def _links_for_many(items: list[_Item]) -> None:
+    """Each item's link, made the first time with its Centra order number reserved: a few queries for them all.
+    Two workers making the same link at once end up with the one row (the unique key decides)."""
+    if not items:
+        return
+    wanted = {item.key for item in items}
+
+    def stored() -> dict[tuple[str, str], Link]:
+        rows = Link.objects.filter(
+            kind=Link.Kind.ORDER,
+            source_system__in={code for code, _reference in wanted},
+            source_ref__in={reference for _code, reference in wanted},
+        )
+        return {
+            (link.source_system, link.source_ref): link
+            for link in rows
+            if (link.source_system, link.source_ref) in wanted
+        }
+
+    links = stored()
+    missing = [item for item in items if item.key not in links]
+    if missing:
+        Link.objects.bulk_create(
+            [
+                Link(
+                    kind=Link.Kind.ORDER,
+                    source_system=item.channel.code,
+                    source_ref=item.order.reference,
+                    channel=item.channel,
+                    source_id=item.order.id,
+                )
+                for item in missing
+            ],
+            ignore_conflicts=True,
+        )
+        links = stored()
+    unnumbered = [link for link in links.values() if link.centra_number is None]
+    if unnumbered:
+        # The number is the link's own id plus a base, whoever sets it: a second worker writes the same value.
+        Link.objects.filter(pk__in=[link.pk for link in unnumbered], centra_number__isnull=True).update(
+            centra_number=settings.CENTRA_IMPORT_ORDER_NUMBER_BASE + F("pk"), updated_at=timezone.now()
+        )
+        for link in unnumbered:
+            link.centra_number = settings.CENTRA_IMPORT_ORDER_NUMBER_BASE + link.pk
+    for item in items:
+        item.link = links.get(item.key)
+
+
+def _links_stamp(links: list[Link], step: str) -> None:
+    """Record that ``step`` (created_in_target_at, acknowledged_at) happened now for these links: one UPDATE."""
+    if links:
+        now = timezone.now()
+        Link.objects.filter(pk__in=[link.pk for link in links]).update(**{step: now}, updated_at=now)
+        for link in links:
+            setattr(link, step, now)
 
 
 def _channel_for(order: IncomingOrder, channels: list[Channel]) -> Channel | None:
@@ -350,20 +546,15 @@ def order_import_one(*, channel: Channel, order: IncomingOrder, source=None, tou
         return False
     created_now = False
     if not link.created_in_target_at:
-        external = _translate(channel=channel, order=order, number=link.centra_number)
-        quantities: dict[str, int] = {}
-        for sku, quantity, _price, _original in external.lines:
-            quantities[sku] = quantities.get(sku, 0) + quantity
+        translations = Translations(channel.system, [order])
+        external = _translate(channel=channel, order=order, number=link.centra_number, translations=translations)
+        quantities = _quantities(external)
         units_in_flight_record(link, quantities)  # sold: every channel counts it before Centra or Fulfil does
         if touched is None:
             stock_push_soon(quantities)
         else:
             touched.update(quantities)
-        try:
-            connections.centra().create_external_order(external)
-            created_now = True
-        except OrderNumberTaken:
-            pass  # an earlier attempt landed before its link was saved: Centra has it, under this very number
+        created_now = _create_in_centra(external)
         link.created_in_target_at = timezone.now()
         link.save(update_fields=["created_in_target_at", "updated_at"])
     source.acknowledge(order)
@@ -371,6 +562,24 @@ def order_import_one(*, channel: Channel, order: IncomingOrder, source=None, tou
     link.save(update_fields=["acknowledged_at", "updated_at"])
     object_succeeded(flow=FLOW, object_ref=object_ref(channel.code, order.reference))
     return created_now
+
+
+def _quantities(external: ExternalOrder) -> dict[str, int]:
+    """Units of each Centra SKU the order holds."""
+    quantities: dict[str, int] = {}
+    for sku, quantity, _price, _original in external.lines:
+        quantities[sku] = quantities.get(sku, 0) + quantity
+    return quantities
+
+
+def _create_in_centra(external: ExternalOrder) -> bool:
+    """Create the order in Centra under its reserved number. True if created now, False if Centra had it already
+    (an earlier attempt landed before its link was saved: Centra refuses the number a second time)."""
+    try:
+        connections.centra().create_external_order(external)
+    except OrderNumberTaken:
+        return False
+    return True
 
 
 def _link_for(channel: Channel, order: IncomingOrder) -> Link:
@@ -388,7 +597,30 @@ def _link_for(channel: Channel, order: IncomingOrder) -> Link:
     return link
 
 
-def _translate(*, channel: Channel, order: IncomingOrder, number: int) -> ExternalOrder:
+class Translations:
+    """The SKU and shipping-method mappings some orders of one source system need, read in one query each. A code
+    or method the first reading did not answer is asked about on its own, so every answer (and every
+    MissingMapping) is the one ``centra_sku_for`` and ``shipping_method_for`` give."""
+
+    def __init__(self, system: str, orders: list[IncomingOrder]) -> None:
+        self.system = system
+        self.skus = centra_skus_mapped(system=system, codes={line.code for order in orders for line in order.lines})
+        self.methods = shipping_methods_for(system=system, methods={order.shipping_method for order in orders})
+
+    def centra_sku(self, code: str) -> str:
+        """The Centra SKU behind the source's code. Raises MissingMapping."""
+        if code not in self.skus:
+            self.skus[code] = centra_sku_for(system=self.system, code=code)
+        return self.skus[code]
+
+    def shipping_method(self, method: str) -> ShippingMethodMapping:
+        """How an order with this shipping method is created in Centra. Raises MissingMapping."""
+        if method not in self.methods:
+            self.methods[method] = shipping_method_for(system=self.system, method=method)
+        return self.methods[method]
+
+
+def _translate(*, channel: Channel, order: IncomingOrder, number: int, translations: Translations) -> ExternalOrder:
     if channel.centra_market_id is None:
         raise DataError(
             f"The channel {channel.name} has no Centra market: set it on the channel.",
@@ -398,7 +630,7 @@ def _translate(*, channel: Channel, order: IncomingOrder, number: int) -> Extern
     unit = minor_unit(order.currency)
     lines = []
     for line in order.lines:
-        sku = centra_sku_for(system=channel.system, code=line.code)
+        sku = translations.centra_sku(line.code)
         unit_price = (line.total / line.quantity).quantize(unit)
         if unit_price * line.quantity != line.total or not is_exact(line.total, order.currency):
             raise AmountsDoNotCarry(
@@ -416,7 +648,7 @@ def _translate(*, channel: Channel, order: IncomingOrder, number: int) -> Extern
                 system=channel.system,
                 operation="order import",
             )
-    shipping = shipping_method_for(system=channel.system, method=order.shipping_method)
+    shipping = translations.shipping_method(order.shipping_method)
     address = order.address
     return ExternalOrder(
         number=number,

@@ -8,7 +8,7 @@ from django_q.models import OrmQ
 
 from syncs.flows.order_import import order_import_run
 from syncs.models import Link, UnitsInFlight
-from syncs.stock.in_flight import units_in_flight, units_in_flight_record
+from syncs.stock.in_flight import units_in_flight, units_in_flight_record, units_in_flight_record_many
 from syncs.tests.test_order_import import brand, vs_order  # noqa: F401 - the fixture is used by name
 
 
@@ -36,6 +36,22 @@ def test_units_count_until_the_fulfil_master_has_the_sale(settings):
     # Recording again replaces what the order held: a line cancelled before import holds nothing.
     units_in_flight_record(seen, {"TEE-S": 2})
     assert units_in_flight() == {"TEE-S": 3, "TEE-M": 10}
+
+
+@pytest.mark.django_db
+def test_many_orders_record_their_units_at_once_bundles_as_their_components(settings, django_assert_num_queries):
+    from decimal import Decimal
+
+    from mappings.models import Bundle, BundleComponent
+
+    settings.STOCK_MASTER = "fulfil"
+    bundle = Bundle.objects.create(bundle_sku="GIFTSET", name="Gift set")
+    BundleComponent.objects.create(bundle=bundle, component_sku="TEE-S", quantity=2, price_share=Decimal("1"))
+    first, second = order("JL-1"), order("JL-2")
+    units_in_flight_record(first, {"TEE-M": 9})
+    with django_assert_num_queries(5):  # the bundles, then delete and insert in a transaction (savepoint, release)
+        units_in_flight_record_many([(first, {"TEE-M": 1, "GIFTSET": 1}), (second, {"TEE-S": 3, "TEE-M": 0})])
+    assert units_in_flight() == {"TEE-S": 5, "TEE-M": 1}  # what the first held before is replaced
 
 
 @pytest.mark.django_db

@@ -5,13 +5,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.tasks import async_task
 
 from exceptions.models import ExceptionEvent, Status, SyncException
 from mappings.models import Channel, ShippingMethodMapping, SkuMapping
 from syncs import connections
 from syncs.flows.order_import import FLOW, order_import_run
-from syncs.models import Link
+from syncs.links import ORDER_LOCK_BASE
+from syncs.models import Link, UnitsInFlight
+from syncs.tests.test_links import other_worker  # noqa: F401 - the fixture is used by name
 
 TEE = {
     "name": "Organic Cotton Tee",
@@ -380,3 +383,129 @@ def test_every_new_order_is_imported_in_one_run_however_many_pages_the_listing_h
     summary = order_import_run()
     assert (summary.examined, summary.imported) == (5, 5)
     assert len(centra_orders(brand)) == 5
+
+
+# --- chunks -------------------------------------------------------------------------------------------------------
+
+
+class WorkerDied(BaseException):
+    """The worker stopping dead (killed, out of memory): nothing in the flow catches it."""
+
+
+@pytest.mark.django_db
+def test_a_chunk_of_orders_costs_a_few_queries_and_one_call_per_order_to_each_system(brand):
+    brand("virtualstock").seed(orders=[vs_order(300 + n, f"JL-C{n}") for n in range(40)])
+    with CaptureQueriesContext(connection) as queries:
+        summary = order_import_run()
+    assert (summary.imported, summary.failed) == (40, 0)
+    assert len(queries) <= 30  # one order alone takes about 14
+    assert brand("centra").operations().count("rest_create_order") == 40
+    assert brand("virtualstock").operations().count("acknowledge") == 40
+    assert Link.objects.filter(acknowledged_at__isnull=False, created_in_target_at__isnull=False).count() == 40
+    assert UnitsInFlight.objects.count() == 40
+
+
+@pytest.mark.django_db
+def test_one_bad_order_in_a_chunk_is_one_exception_and_the_rest_go_through(brand):
+    SkuMapping.objects.create(system="virtualstock", centra_sku="GONE100BLKS", external_code="JL-GONE")
+    orders = [vs_order(400 + n, f"JL-M{n}") for n in range(6)]
+    orders[1] = vs_order(401, "JL-M1", part_number="NOPE-2")  # no mapping
+    orders[3] = vs_order(403, "JL-M3", part_number="JL-GONE")  # mapped, but Centra refuses the SKU
+    brand("virtualstock").seed(orders=orders)
+    summary = order_import_run()
+    assert (summary.examined, summary.imported, summary.failed) == (6, 4, 2)
+    kinds = dict(SyncException.objects.values_list("object_ref", "kind"))
+    assert kinds == {"john-lewis:JL-M1": "unmapped_sku", "john-lewis:JL-M3": "validation_failed"}
+    acknowledged = Link.objects.filter(acknowledged_at__isnull=False)
+    assert {order["number"] for order in centra_orders(brand)} == set(
+        acknowledged.values_list("centra_number", flat=True)
+    )
+    statuses = {n: order["status"] for n, order in brand("virtualstock").state()["orders"].items()}
+    assert statuses == {
+        "400": "ORDER_ACK",
+        "401": "ORDER",
+        "402": "ORDER_ACK",
+        "403": "ORDER",
+        "404": "ORDER_ACK",
+        "405": "ORDER_ACK",
+    }
+
+
+@pytest.mark.django_db
+def test_a_chunk_run_again_after_the_worker_died_between_creating_and_saving_the_links_does_not_double(
+    brand, monkeypatch
+):
+    from syncs.flows import order_import
+
+    brand("virtualstock").seed(orders=[vs_order(500 + n, f"JL-D{n}") for n in range(5)])
+    stamp = order_import._links_stamp
+
+    def dies_before_saving(links, step):
+        if step == "created_in_target_at":
+            raise WorkerDied
+        stamp(links, step)
+
+    monkeypatch.setattr(order_import, "_links_stamp", dies_before_saving)
+    with pytest.raises(WorkerDied):
+        order_import_run()
+    assert len(centra_orders(brand)) == 5  # in Centra, and no link knows it
+    assert not Link.objects.filter(created_in_target_at__isnull=False).exists()
+    monkeypatch.setattr(order_import, "_links_stamp", stamp)
+
+    summary = order_import_run()
+    assert (summary.imported, summary.already_imported, summary.failed) == (0, 5, 0)
+    assert len(centra_orders(brand)) == 5
+    assert brand("centra").operations().count("rest_create_order") == 10  # each tried again, refused as there
+    assert Link.objects.filter(acknowledged_at__isnull=False).count() == 5
+    assert not SyncException.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_chunk_whose_batched_write_is_refused_goes_through_order_by_order(brand, monkeypatch, caplog):
+    from django.db import IntegrityError
+
+    from syncs.flows import order_import
+
+    def refused(holdings):
+        raise IntegrityError("refused")
+
+    monkeypatch.setattr(order_import, "units_in_flight_record_many", refused)
+    brand("virtualstock").seed(orders=[vs_order(600 + n, f"JL-F{n}") for n in range(3)])
+    summary = order_import_run()
+    assert (summary.imported, summary.failed) == (3, 0)
+    assert len(centra_orders(brand)) == 3
+    assert UnitsInFlight.objects.count() == 3  # recorded by each order's own path
+    assert not SyncException.objects.exists()
+    assert "importing 3 orders one by one" in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_same_reference_twice_in_one_listing_is_created_once(brand):
+    brand("virtualstock").seed(orders=[vs_order(700, "JL-TWICE"), vs_order(701, "JL-TWICE")])
+    summary = order_import_run()
+    assert (summary.imported, summary.already_imported, summary.failed) == (1, 1, 0)
+    assert len(centra_orders(brand)) == 1
+
+
+@pytest.mark.django_db
+def test_orders_of_one_chunk_spelling_a_code_differently_translate_alike(brand):
+    brand("virtualstock").seed(orders=[vs_order(750, "JL-S0"), vs_order(751, "JL-S1", part_number="tee100blks")])
+    summary = order_import_run()
+    assert (summary.imported, summary.failed) == (2, 0)
+    assert {order["lines"][0]["sku"] for order in centra_orders(brand)} == {"TEE100BLKS"}
+
+
+@pytest.mark.django_db
+def test_an_order_another_worker_is_importing_is_left_to_it(brand, other_worker):  # noqa: F811
+    brand("virtualstock").seed(orders=[vs_order(800, "JL-B0", part_number="JL-LATER"), vs_order(801, "JL-B1")])
+    order_import_run()  # the first waits for its mapping: its link exists from now on
+    SkuMapping.objects.create(system="virtualstock", centra_sku="TEE100BLKM", external_code="JL-LATER")
+    link = Link.objects.get(source_ref="JL-B0")
+    other_worker.execute("SELECT pg_advisory_lock(%s)", [ORDER_LOCK_BASE + link.pk])
+    summary = order_import_run()
+    assert (summary.examined, summary.busy, summary.imported, summary.failed) == (1, 1, 0, 0)
+    assert len(centra_orders(brand)) == 1
+    other_worker.execute("SELECT pg_advisory_unlock(%s)", [ORDER_LOCK_BASE + link.pk])
+    summary = order_import_run()
+    assert (summary.examined, summary.busy, summary.imported) == (1, 0, 1)
+    assert len(centra_orders(brand)) == 2
