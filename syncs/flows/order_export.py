@@ -95,7 +95,7 @@ class ExportSummary:
     already_exported: int = 0
     waiting_capture: int = 0
     failed: int = 0
-    elsewhere: int = 0  # held by another worker exporting them at the same moment
+    busy: int = 0  # orders another worker was exporting at the same moment: left to it
     exception_ids: list[int] = field(default_factory=list)
     cursor: str | None = None  # the latest change read: where the next run starts
 
@@ -223,7 +223,7 @@ def export_chunk(orders: list[Order], summary: ExportSummary, counter: RunCounte
     summary.examined += len(orders)
     listed = {order.number: order for order in orders}
     links = order_links(list(listed))
-    candidates = []
+    candidates, busy = [], 0
     for order in orders:
         link = links[order.number]
         try:
@@ -237,10 +237,11 @@ def export_chunk(orders: list[Order], summary: ExportSummary, counter: RunCounte
             candidates.append(link)
     if candidates:
         with order_locks_held(candidates) as held:
-            summary.elsewhere += len(candidates) - len(held)  # another worker is exporting them
+            busy = len(candidates) - len(held)
+            summary.busy += busy
             _export_held(Link.objects.filter(pk__in=held), listed, tally)
     if counter:
-        counter.add(examined=len(orders), succeeded=len(orders) - tally.failed, failed=tally.failed)
+        counter.add(examined=len(orders), succeeded=len(orders) - tally.failed - busy, failed=tally.failed)
 
 
 def _export_held(links: Iterable[Link], listed: dict[int, Order], tally: _Tally) -> None:
