@@ -127,6 +127,22 @@ def centra_sku_for(*, system: str, code: str) -> str:
     raise MissingMapping(kind="sku", system=system, key={"code": code})
 
 
+def centra_skus_mapped(*, system: str, codes: Iterable[str]) -> dict[str, str]:
+    """``centra_sku_for`` for many codes in one query: {code: centra_sku} for the codes that have a Centra SKU;
+    codes without one are left out (``centra_sku_for`` names what is missing)."""
+    wanted = {code.lower(): code for code in codes}
+    rows = (
+        SkuMapping.objects.alias(key=Lower("external_code"))
+        .filter(system=system, key__in=list(wanted))
+        .values_list("external_code", "centra_sku")
+    )
+    found = {wanted[code.lower()]: centra_sku for code, centra_sku in rows}
+    if _sku_same_as_centra(system):
+        for code in wanted.values():
+            found.setdefault(code, code)
+    return found
+
+
 # --- Carriers and shipping methods ----------------------------------------------------------------------------
 
 

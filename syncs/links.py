@@ -81,6 +81,29 @@ def links_note(links: Iterable[Link], *, fields: Iterable[str] = (), **changes) 
         Link.objects.bulk_update(list(links.values()), ["detail", "updated_at", *fields], batch_size=500)
 
 
+def links_note_each(notes: Iterable[tuple[Link, dict]], *, fields: Iterable[str] = ()) -> None:
+    """``links_note`` where each link has changes of its own: ``notes`` pairs a link with what to merge into its
+    detail (None removes a key). One transaction, a row lock on each, one UPDATE; the model ``fields`` named (set on
+    the objects beforehand) are saved with it."""
+    notes = {link.pk: (link, changes) for link, changes in notes}
+    if not notes:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        stored = dict(Link.objects.select_for_update().filter(pk__in=list(notes)).values_list("pk", "detail"))
+        for pk, (link, changes) in notes.items():
+            detail = dict(stored.get(pk) or {})
+            for key, value in changes.items():
+                if value is None:
+                    detail.pop(key, None)
+                else:
+                    detail[key] = value
+            link.detail = detail
+            link.updated_at = now
+        links = [link for link, _ in notes.values()]
+        Link.objects.bulk_update(links, ["detail", "updated_at", *fields], batch_size=500)
+
+
 def link_note(link: Link, **changes) -> None:
     """Merge ``changes`` into the link's detail (None removes a key), under a row lock, so a note another flow
     makes on the same link at the same moment is never lost."""
