@@ -431,7 +431,7 @@ def _credits_batched(taken: list[_Taken]) -> None:
     right = [item for item in taken if item.going]
     confirmed = fulfil.confirm_credits([item.link.fulfil_id for item in right])
     now = timezone.now().isoformat()
-    notes = []
+    posted = []
     for item in right:
         credit = confirmed.get(item.link.fulfil_id)
         if credit is None or credit.state not in WORKING_STATES:
@@ -442,10 +442,11 @@ def _credits_batched(taken: list[_Taken]) -> None:
                 operation="sale.sale.confirm",
             )
             continue
-        item.credited_now = True
         item.return_shipment_ids = credit.return_shipment_ids
-        notes.append((item.link, {"credit_confirmed_at": now, "credit_number": credit.number}))
-    links_note_each(notes)
+        posted.append((item, credit.number))
+    links_note_each((item.link, {"credit_confirmed_at": now, "credit_number": number}) for item, number in posted)
+    for item, _ in posted:
+        item.credited_now = True  # only once recorded: else the one-return way confirms it again and records it
 
 
 def _credits_found_or_created(taken: list[_Taken], fulfil) -> None:

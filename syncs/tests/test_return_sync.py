@@ -461,3 +461,20 @@ def test_a_chunk_puts_back_what_the_warehouse_is_done_with_reading_its_work_once
     assert marketplace_quantity(brand, SMALL) == 12 and marketplace_quantity(brand, MEDIUM) == 11
     assert all("stock_pushed_at" in link.detail for link in Link.objects.filter(kind=Link.Kind.RETURN))
     assert return_sync_run().already_synced == 3
+
+
+def test_when_fulfil_refuses_a_chunks_confirmation_each_credit_is_confirmed_on_its_own(brand, monkeypatch):
+    from syncs.connectors.errors import DataError
+    from syncs.connectors.fulfil import FulfilClient
+
+    def refused(self, credit_ids):
+        raise DataError("refused: one of them cannot be quoted", system="fulfil", operation="sale.sale.quote")
+
+    monkeypatch.setattr(FulfilClient, "confirm_credits", refused)
+    three_returned()
+    forget_calls(brand, "fulfil")
+    summary = return_sync_run()
+    assert (summary.credited, summary.failed) == (3, 0)
+    assert brand("fulfil").operations().count("sale.sale.create") == 1  # made together, confirmed one by one
+    assert brand("fulfil").operations().count("sale.sale.confirm") == 3
+    assert len(credit_ids()) == 3 and all(credit.state == "processing" for credit in credits())
