@@ -49,7 +49,7 @@ from syncs.connectors.centra import Return, StockLevel
 from syncs.connectors.errors import DataError, RateLimited
 from syncs.connectors.fulfil import WORKING_STATES, CreditDraft, CreditLine, Shipment
 from syncs.flows.stock_push import stock_push_run
-from syncs.links import link_note, link_step_done, links_note, links_note_each, order_lock, order_locks_held
+from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
@@ -854,7 +854,8 @@ def _push_batch(batch: list[tuple[Link, list[str]]]) -> None:
     skus = sorted({sku for _, link_skus in batch for sku in link_skus})
     if skus:
         stock_push_run(skus=skus)
-    links_note([link for link, _ in batch], stock_pushed_at=timezone.now().isoformat())
+    now = timezone.now().isoformat()
+    links_note_each((link, {"stock_pushed_at": now}) for link, _ in batch)
 
 
 def _received(link: Link) -> dict[str, int] | None:

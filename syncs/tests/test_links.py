@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from syncs.links import ORDER_LOCK_BASE, links_note, order_locks_held
+from syncs.links import ORDER_LOCK_BASE, links_note, links_note_each, order_locks_held
 from syncs.models import Link
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +67,22 @@ def test_links_note_merges_into_what_is_stored_and_saves_the_named_fields():
         second.pk: (12, {"sale_state": "processing"}),
     }
     assert first.detail == {"shipment": "noted meanwhile", "sale_state": "processing"}
+
+
+def test_links_note_each_merges_each_links_own_changes_and_saves_the_named_fields():
+    first, second, untouched = order_links(3)
+    Link.objects.filter(pk=first.pk).update(detail={"refund": "17.49", "shipment": "noted meanwhile"})
+    first.fulfil_id, second.fulfil_id = 21, None
+
+    links_note_each(
+        [(first, {"credit_number": "SO7", "refund": None}), (second, {"credit_number": "SO8", "amount": "1.05"})],
+        fields=["fulfil_id"],
+    )
+
+    stored = {link.pk: (link.fulfil_id, link.detail) for link in Link.objects.all()}
+    assert stored == {
+        first.pk: (21, {"shipment": "noted meanwhile", "credit_number": "SO7"}),
+        second.pk: (None, {"credit_number": "SO8", "amount": "1.05"}),
+        untouched.pk: (None, {}),
+    }
+    assert second.detail == {"credit_number": "SO8", "amount": "1.05"}
