@@ -19,6 +19,14 @@ an overlap, so a return Centra wrote while that run read is not missed) — Cent
 and no time of change — and then, by id and never by paging through every return, the returns Switchyard has not
 finished with (credited, the warehouse's inspection awaited). A retry from the queue asks Centra for its one return.
 
+**In chunks.** A run takes the returns a hundred at a time: Fulfil is asked once per chunk for each thing it must
+do — find the credits an earlier attempt made, create the missing ones (one create of many records), read their
+totals, quote and confirm them (each button over every id), read the warehouse's work — and the links are noted in
+one transaction per step. The one-return path (``return_sync_one``), which the exception queue's retry and the
+webhooks use, stays as it is: a return the chunk cannot take with the others (cancelled, its order held by another
+worker) goes that way, and when a batched call fails, the returns it was for go that way one by one, so a bad return
+fails alone and the others go through.
+
 **A return cancelled in Centra.** Nothing is posted for it, and nothing more is done with it. When its credit is
 already in Fulfil, the credit is cancelled there while Fulfil still allows it (draft, quotation, confirmed: no
 return shipment yet). Once the credit is processing — its return shipment made, perhaps received — only a person can
