@@ -66,6 +66,27 @@ def links_note(links: Iterable[Link], *, fields: Iterable[str] = (), **changes) 
     links_note_each([(link, changes) for link in links], fields=fields)
 
 
+def _links_save(links: list[Link], fields: list[str]) -> None:
+    """Write ``fields`` of each link: on PostgreSQL one ``UPDATE … FROM unnest(…)``, a typed array per column (Django's
+    bulk_update builds a CASE per row and column, milliseconds a row); elsewhere through bulk_update."""
+    if connection.vendor != "postgresql":
+        Link.objects.bulk_update(links, fields, batch_size=500)
+        return
+    columns = [Link._meta.get_field(name) for name in ["id", *fields]]
+    assignments = ", ".join(f"{column.column} = v.{column.column}" for column in columns[1:])
+    typed_arrays = ", ".join(f"%s::{column.cast_db_type(connection)}[]" for column in columns)
+    names = ", ".join(column.column for column in columns)
+    values = [
+        [column.get_db_prep_save(getattr(link, column.attname), connection) for link in links] for column in columns
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Link._meta.db_table} AS link SET {assignments} FROM unnest({typed_arrays}) AS v({names}) "
+            "WHERE link.id = v.id",
+            values,
+        )
+
+
 def link_note(link: Link, **changes) -> None:
     """Merge ``changes`` into the link's detail (None removes a key), under a row lock, so a note another flow
     makes on the same link at the same moment is never lost."""
@@ -107,28 +128,4 @@ def links_note_each(notes: Iterable[tuple[Link, dict]], *, fields: Iterable[str]
             link.detail = detail
             link.updated_at = now
         latest = {link.pk: link for link, _ in notes}
-        _links_update(list(latest.values()), ["detail", "updated_at", *fields])
-
-
-def _links_update(links: list[Link], fields: list[str]) -> None:
-    """Save ``fields`` of many links, each with its own values. On PostgreSQL one ``UPDATE … FROM (VALUES …)``:
-    Django's ``bulk_update`` builds a CASE expression per field and link, a few milliseconds of Python a link."""
-    if connection.vendor != "postgresql":
-        Link.objects.bulk_update(links, fields, batch_size=500)
-        return
-    columns = [Link._meta.pk, *(Link._meta.get_field(name) for name in fields)]
-    row = "(" + ", ".join(f"%s::{column.db_type(connection)}" for column in columns) + ")"
-    table = connection.ops.quote_name(Link._meta.db_table)
-    names = [connection.ops.quote_name(column.column) for column in columns]
-    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
-    for start in range(0, len(links), 500):
-        part = links[start : start + 500]
-        values = [
-            column.get_db_prep_save(getattr(link, column.attname), connection) for link in part for column in columns
-        ]
-        sql = (
-            f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(part))}) AS v({', '.join(names)}) "
-            f"WHERE {table}.{names[0]} = v.{names[0]}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, values)
+        _links_save(list(latest.values()), ["detail", "updated_at", *fields])

@@ -22,6 +22,7 @@ from mappings.services import (
     carrier_code_for,
     carrier_for_code,
     centra_sku_for,
+    centra_skus_mapped,
     market_for,
     shipping_method_for,
     shipping_methods_for,
@@ -66,6 +67,16 @@ def test_many_skus_are_looked_up_at_once_and_the_unmapped_left_out(settings, dja
     with django_assert_num_queries(1):
         codes = skus_mapped(system="marketplace", centra_skus=["A-1", "a-2", "A-3"])
     assert codes == {"A-1": "M-1", "a-2": "M-2"}
+
+
+def test_many_codes_are_read_back_as_centra_skus_at_once(settings, django_assert_num_queries):
+    settings.SKU_SAME_AS_CENTRA = ["fulfil"]
+    SkuMapping.objects.create(system="fulfil", centra_sku="TEE-BLK-L", external_code="F-TEE-L")
+    SkuMapping.objects.create(system="marketplace", centra_sku="A-1", external_code="M-1")
+    with django_assert_num_queries(1):
+        fulfil = centra_skus_mapped(system="fulfil", codes=["f-tee-l", "TEE-BLK-M"])
+    assert fulfil == {"f-tee-l": "TEE-BLK-L", "TEE-BLK-M": "TEE-BLK-M"}
+    assert centra_skus_mapped(system="marketplace", codes=["m-1", "M-9"]) == {"m-1": "A-1"}
 
 
 def test_a_carrier_with_its_exact_service_wins_over_the_carrier_alone():

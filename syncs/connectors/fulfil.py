@@ -271,6 +271,16 @@ class CreditLine:
 
 
 @dataclass(frozen=True)
+class CreditDraft:
+    """A credit to create against ``original_sale_id``; ``reference`` identifies it for ``sale_by_reference``."""
+
+    original_sale_id: int
+    lines: tuple[CreditLine, ...]
+    reference: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
 class ShipmentMove:
     id: int
     product_id: int
@@ -666,7 +676,7 @@ class FulfilClient:
     def confirm_sale(self, sale_id: int) -> str:
         """Quote and confirm the sale (Fulfil then processes it into shipments). Safe to repeat. Returns its
         state; raises DataError when Fulfil refused or left it unconfirmed."""
-        sale = self._confirmed([sale_id]).get(sale_id)
+        sale = self.confirm_sales([sale_id]).get(sale_id)
         if sale is None:
             raise DataError(f"there is no sale {sale_id}", system=SYSTEM, operation="sale.sale.confirm")
         if sale.state not in WORKING_STATES:
@@ -677,14 +687,11 @@ class FulfilClient:
             )
         return sale.state
 
-    def confirm_sales(self, sale_ids: list[int]) -> dict[int, str]:
-        """Quote and confirm many sales, each step one call for all of them (as Fulfil's buttons take a list of
-        records), then read their states: {id: state}; a sale Fulfil no longer has is absent. Safe to repeat.
-        Fulfil runs a button over its records in one transaction: when it refuses one sale (DataError), none moved,
-        and ``confirm_sale`` one by one tells which."""
-        return {sale.id: sale.state for sale in self._confirmed(sale_ids).values()}
-
-    def _confirmed(self, sale_ids: list[int]) -> dict[int, Sale]:
+    def confirm_sales(self, sale_ids: list[int]) -> dict[int, Sale]:
+        """Quote and confirm many sales (or credits), each button one call for all of them (as Fulfil's buttons take
+        a list of records), then read them: {id: sale} as they stand after, for the caller to check each state; a
+        sale Fulfil no longer has is absent. Safe to repeat. Fulfil runs a button over its records in one
+        transaction: when it refuses one sale (DataError), none moved, and ``confirm_sale`` one by one tells which."""
         ids = list(dict.fromkeys(sale_ids))
         for start in range(0, len(ids), MAX_PAGE):
             part = ids[start : start + MAX_PAGE]
@@ -725,45 +732,34 @@ class FulfilClient:
         and warehouse, ``origin`` the original, every line negative with the exact unit price given. Goods
         lines make a return shipment once confirmed; stock comes back when the warehouse marks it done.
         ``reference`` identifies the credit for ``sale_by_reference``. Not retried once sent."""
+        draft = CreditDraft(original_sale_id, tuple(lines), reference, comment)
+        return self.create_credits([draft])[0]
+
+    def create_credits(self, drafts: list[CreditDraft]) -> list[int]:
+        """``create_credit`` for many credits in one create (the originals read in one call, the products looked up
+        in one): their ids, in order. All or nothing, as Fulfil's create is: a refusal of one creates none. Not
+        retried once sent: look the credits up by reference before trying again. Raises DataError."""
         operation = "sale.sale.create"
-        if not lines:
-            raise DataError("a credit needs at least one line", system=SYSTEM, operation=operation)
-        _check_amounts([line.unit_price for line in lines], operation)
-        fields = ["party", "invoice_address", "shipment_address", "currency", "channel", "warehouse", "state"]
-        original = self.get("sale.sale", original_sale_id, fields)
-        if original is None:
-            raise DataError(f"there is no sale {original_sale_id} to credit", system=SYSTEM, operation=operation)
-        products = self._product_ids([line.product_code for line in lines if not line.shipping], operation)
-        credit_lines = []
-        for line in lines:
-            if line.quantity <= 0:
+        for draft in drafts:
+            if not draft.lines:
+                raise DataError("a credit needs at least one line", system=SYSTEM, operation=operation)
+            if any(line.quantity <= 0 for line in draft.lines):
                 raise DataError("credit quantities are given as positive numbers", system=SYSTEM, operation=operation)
-            values = {"quantity": -line.quantity, "unit_price": line.unit_price}
-            if line.shipping:
-                values.update(type="shipping", description=line.description or "Shipping refund")
-            else:
-                values.update(
-                    type="line",
-                    product=products[line.product_code],
-                    description=line.description or f"Return of {line.product_code}",
-                )
-            if line.tax_ids:
-                values["taxes"] = [["add", list(line.tax_ids)]]
-            credit_lines.append(values)
-        values = {
-            name: original[name]
-            for name in ("party", "invoice_address", "shipment_address", "currency", "channel", "warehouse")
-            if original.get(name) is not None
-        }
-        values.update(
-            reference=reference,
-            channel_identifier=reference,
-            origin=f"sale.sale,{original_sale_id}",
-            lines=[["create", credit_lines]],
+            _check_amounts([line.unit_price for line in draft.lines], operation)
+        fields = ["party", "invoice_address", "shipment_address", "currency", "channel", "warehouse", "state"]
+        wanted = sorted({draft.original_sale_id for draft in drafts})
+        originals = (
+            {row["id"]: row for row in self.search_read("sale.sale", [["id", "in", wanted]], fields)} if wanted else {}
         )
-        if comment:
-            values["comment"] = comment
-        return self.create("sale.sale", [values])[0]
+        for draft in drafts:
+            if draft.original_sale_id not in originals:
+                raise DataError(
+                    f"there is no sale {draft.original_sale_id} to credit", system=SYSTEM, operation=operation
+                )
+        codes = [line.product_code for draft in drafts for line in draft.lines if not line.shipping]
+        products = self._product_ids(codes, operation) if codes else {}
+        records = [_credit_values(draft, originals[draft.original_sale_id], products) for draft in drafts]
+        return self.create("sale.sale", records) if records else []
 
     def _product_ids(self, codes: list[str | None], operation: str) -> dict[str, int]:
         if any(not code for code in codes):
@@ -1036,6 +1032,39 @@ def _draft_line_values(draft: SaleDraft, products: dict[str, int], operation: st
             shipping["taxes"] = [["add", list(draft.shipping_tax_ids)]]
         lines.append(shipping)
     return lines
+
+
+def _credit_values(draft: CreditDraft, original: dict, products: dict[str, int]) -> dict:
+    """A credit's ``sale.sale`` values: the original's party, addresses, currency, channel and warehouse, and the
+    lines negated at their exact unit prices."""
+    lines = []
+    for line in draft.lines:
+        values = {"quantity": -line.quantity, "unit_price": line.unit_price}
+        if line.shipping:
+            values.update(type="shipping", description=line.description or "Shipping refund")
+        else:
+            values.update(
+                type="line",
+                product=products[line.product_code],
+                description=line.description or f"Return of {line.product_code}",
+            )
+        if line.tax_ids:
+            values["taxes"] = [["add", list(line.tax_ids)]]
+        lines.append(values)
+    values = {
+        name: original[name]
+        for name in ("party", "invoice_address", "shipment_address", "currency", "channel", "warehouse")
+        if original.get(name) is not None
+    }
+    values.update(
+        reference=draft.reference,
+        channel_identifier=draft.reference,
+        origin=f"sale.sale,{draft.original_sale_id}",
+        lines=[["create", lines]],
+    )
+    if draft.comment:
+        values["comment"] = draft.comment
+    return values
 
 
 def _check_amounts(amounts: list, operation: str) -> None:

@@ -314,7 +314,8 @@ def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, ta
     try:
         sales = fulfil.sales(ids)
         right = [item for item in fresh if _total(sales.get(item[0].fulfil_id)) == item[1].grand_total]
-        states = fulfil.confirm_sales([link.fulfil_id for link, _, _ in right]) if right else {}
+        after = fulfil.confirm_sales([link.fulfil_id for link, _, _ in right]) if right else {}
+        states = {sale_id: sale.state for sale_id, sale in after.items()}
     except Exception as error:
         _export_each(fresh, tally, because=error)
         return

@@ -19,6 +19,14 @@ an overlap, so a return Centra wrote while that run read is not missed) — Cent
 and no time of change — and then, by id and never by paging through every return, the returns Switchyard has not
 finished with (credited, the warehouse's inspection awaited). A retry from the queue asks Centra for its one return.
 
+**In chunks.** A run takes the returns a hundred at a time: Fulfil is asked once per chunk for each thing it must
+do — find the credits an earlier attempt made, create the missing ones (one create of many records), read their
+totals, quote and confirm them (each button over every id), read the warehouse's work — and the links are noted in
+one transaction per step. The one-return path (``return_sync_one``), which the exception queue's retry and the
+webhooks use, stays as it is: a return the chunk cannot take with the others (cancelled, its order held by another
+worker) goes that way, and when a batched call fails, the returns it was for go that way one by one, so a bad return
+fails alone and the others go through.
+
 **A return cancelled in Centra.** Nothing is posted for it, and nothing more is done with it. When its credit is
 already in Fulfil, the credit is cancelled there while Fulfil still allows it (draft, quotation, confirmed: no
 return shipment yet). Once the credit is processing — its return shipment made, perhaps received — only a person can
@@ -36,19 +44,20 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
+from django.utils import timezone
 
 from exceptions.registry import register_retry_handler
-from exceptions.services import failure_record, object_succeeded
+from exceptions.services import failure_record, object_succeeded, objects_succeeded
 from mappings.models import System
 from mappings.money import is_exact, minor_unit
-from mappings.services import MissingMapping, centra_sku_for, skus_for
+from mappings.services import MissingMapping, centra_sku_for, centra_skus_mapped, skus_for, skus_mapped
 from syncs import connections
 from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import Return, StockLevel
 from syncs.connectors.errors import DataError, RateLimited
-from syncs.connectors.fulfil import CreditLine
+from syncs.connectors.fulfil import WORKING_STATES, CreditDraft, CreditLine, Shipment
 from syncs.flows.stock_push import stock_push_run
-from syncs.links import link_note, link_step_done, order_lock
+from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
@@ -58,6 +67,8 @@ MARKETPLACE_RETURN_REASON = "UNKNOWN"  # Centra's return carries no reason the m
 # the last run read is not missed. Reading a return already taken care of costs nothing.
 CURSOR_OVERLAP = timedelta(minutes=30)
 CREDIT_CANCELLABLE = ("draft", "quotation", "confirmed")  # no return shipment yet: Fulfil lets the credit go
+# A run takes the returns in chunks: one call per system and a few queries serve a whole chunk.
+CHUNK = 100
 
 CREDITED, AWAITING_WAREHOUSE, STOCKED_IN, CANCELLED, ALREADY_SYNCED, NOT_OURS = (
     "credited",
@@ -131,16 +142,21 @@ def _sync_returns(counter: RunCounter | None) -> ReturnSummary:
     cursor = _cursor()
     summary.cursor = cursor.isoformat() if cursor else None
     seen: set[int] = set()
+    chunk: list[Return] = []
     for centra_return in client.return_records(created_from=cursor - CURSOR_OVERLAP if cursor else None):
         seen.add(centra_return.id)
         summary.cursor = latest(summary.cursor, centra_return.created_at)
-        _sync_counted(summary, counter, centra_return=centra_return)
-    unfinished = _unfinished() - seen
+        chunk.append(centra_return)
+        if len(chunk) == CHUNK:
+            _sync_chunk(summary, counter, chunk)
+            chunk = []
+    _sync_chunk(summary, counter, chunk)
+    unfinished = sorted(_unfinished() - seen)
     found = client.returns_by_id(unfinished) if unfinished else {}
-    for return_id in sorted(unfinished):
-        if return_id in found:
-            _sync_counted(summary, counter, centra_return=found[return_id])
-        elif link := _return_link(return_id):
+    for start in range(0, len(unfinished), CHUNK):
+        _sync_chunk(summary, counter, [found[i] for i in unfinished[start : start + CHUNK] if i in found])
+    for return_id in unfinished:
+        if return_id not in found and (link := _return_link(return_id)):
             _sync_counted(summary, counter, gone=link)
     return summary
 
@@ -163,14 +179,19 @@ def _sync_counted(
         if counter:
             counter.add(examined=1, failed=1)
         return
+    _tally(summary, outcome)
+    if counter:
+        counter.add(examined=1, succeeded=1)
+
+
+def _tally(summary: ReturnSummary, outcome: str) -> None:
+    """Count what came of one return that went through."""
     summary.credited += int(outcome == CREDITED)
     summary.awaiting_warehouse += int(outcome in (CREDITED, AWAITING_WAREHOUSE))
     summary.stocked_in += int(outcome == STOCKED_IN)
     summary.cancelled += int(outcome == CANCELLED)
     summary.already_synced += int(outcome == ALREADY_SYNCED)
     summary.skipped += int(outcome == NOT_OURS)
-    if counter:
-        counter.add(examined=1, succeeded=1)
 
 
 def _cursor() -> datetime | None:
@@ -196,6 +217,332 @@ def _return_link(return_id: int) -> Link | None:
         .select_related("order")
         .first()
     )
+
+
+# --- a chunk of returns -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Taken:
+    """One return of a chunk: its links, and what came of it so far."""
+
+    centra_return: Return
+    order_link: Link
+    link: Link | None = None
+    lines: list[CreditLine] = field(default_factory=list)
+    refund: Decimal = Decimal(0)
+    credited_now: bool = False
+    stocked_now: bool = False
+    return_shipment_ids: tuple[int, ...] | None = None  # read with the credit's confirmation, when it was
+    error: Exception | None = None
+
+    @property
+    def going(self) -> bool:
+        return self.error is None
+
+
+def _sync_chunk(summary: ReturnSummary, counter: RunCounter | None, returns: list[Return]) -> None:
+    """Take a chunk of returns as far as each goes now, as ``return_sync_one`` does for one, with one call per system
+    and a few queries for the whole chunk. A return the chunk cannot take with the others — cancelled in Centra, its
+    order held by another worker — goes the one-return way once the chunk's orders are let go; when a batched call
+    fails, the returns it was for go the one-return way, so a bad one fails alone. Counted once the chunk is done."""
+    returns = list({centra_return.id: centra_return for centra_return in returns}.values())
+    if not returns:
+        return
+    try:
+        results = _chunk_results(returns)
+    except Exception:  # the chunk's own reads or records failed: each return the one-return way, failing alone
+        results = {centra_return.id: _one_result(centra_return) for centra_return in returns}
+    failed = 0
+    for centra_return in returns:
+        result = results[centra_return.id]
+        summary.examined += 1
+        if isinstance(result, Exception):
+            failed += 1
+            summary.failed += 1
+            summary.exception_ids.append(_record(centra_return, result).pk)
+        else:
+            _tally(summary, result)
+    if counter:
+        counter.add(examined=len(returns), succeeded=len(returns) - failed, failed=failed)
+
+
+def _chunk_results(returns: list[Return]) -> dict[int, str | Exception]:
+    """Each return's outcome, or its failure, by return id."""
+    results: dict[int, str | Exception] = {}
+    taken, alone = _chunk_taken(returns, results)
+    if taken:
+        with order_locks_held(item.order_link for item in taken) as held:
+            alone += [item.centra_return for item in taken if item.order_link.pk not in held]
+            results.update(_chunk_steps([item for item in taken if item.order_link.pk in held]))
+    for centra_return in alone:  # the one-return way waits for its order's lock: never while holding the chunk's
+        results[centra_return.id] = _one_result(centra_return)
+    return results
+
+
+def _one_result(centra_return: Return) -> str | Exception:
+    try:
+        return return_sync_one(centra_return=centra_return)
+    except Exception as error:  # every failure of one return lands in the queue, whatever it is
+        return error
+
+
+def _chunk_taken(returns: list[Return], results: dict[int, str | Exception]) -> tuple[list[_Taken], list[Return]]:
+    """The chunk's returns with their order's link and their own (made when missing); the ones settled at once are
+    put in ``results`` (NOT_OURS, ALREADY_SYNCED), the cancelled ones are left for the one-return way."""
+    numbers = {centra_return.order_number for centra_return in returns}
+    order_links = {
+        link.centra_number: link
+        for link in Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=numbers).select_related("channel")
+    }
+    taken: list[_Taken] = []
+    alone: list[Return] = []
+    for centra_return in returns:
+        order_link = order_links.get(centra_return.order_number)
+        if order_link is None:
+            results[centra_return.id] = NOT_OURS
+        elif centra_return.is_cancelled:
+            alone.append(centra_return)
+        else:
+            taken.append(_Taken(centra_return, order_link))
+    links = _return_links_made(taken)
+    going = []
+    for item in taken:
+        item.link = links[str(item.centra_return.id)]
+        if item.link.detail.get("stock_pushed_at"):
+            results[item.centra_return.id] = ALREADY_SYNCED
+        else:
+            going.append(item)
+    return going, alone
+
+
+def _return_links_made(taken: list[_Taken]) -> dict[str, Link]:
+    """The return links of the chunk by source ref, the missing ones made (a link another worker made meanwhile is
+    kept, not doubled)."""
+    refs = [str(item.centra_return.id) for item in taken]
+    returns = Link.objects.filter(kind=Link.Kind.RETURN, source_system=System.CENTRA)
+    links = {link.source_ref: link for link in returns.filter(source_ref__in=refs)}
+    missing = [item for item in taken if str(item.centra_return.id) not in links]
+    if missing:
+        made = [
+            Link(
+                kind=Link.Kind.RETURN,
+                source_system=System.CENTRA,
+                source_ref=str(item.centra_return.id),
+                order=item.order_link,
+                channel=item.order_link.channel,
+                centra_id=str(item.centra_return.id),
+            )
+            for item in missing
+        ]
+        Link.objects.bulk_create(made, ignore_conflicts=True)
+        links.update(
+            (link.source_ref, link) for link in returns.filter(source_ref__in=[link.source_ref for link in made])
+        )
+    return links
+
+
+def _chunk_steps(taken: list[_Taken]) -> dict[int, str | Exception]:
+    """The credit, the marketplace's report and the stock back for returns whose orders this worker holds; each
+    return's outcome or its failure, by return id."""
+    if not taken:
+        return {}
+    _links_reread(taken)
+    _credit_chunk(taken)
+    for item in taken:
+        if item.going:
+            try:
+                _report_to_marketplace(item.link, item.order_link, item.centra_return)
+            except Exception as error:  # the marketplace refusing one return stops that return alone
+                item.error = error
+    _stock_back_chunk([item for item in taken if item.going])
+    succeeded = [object_ref(item.centra_return.id) for item in taken if item.going]
+    if succeeded:
+        objects_succeeded(flow=FLOW, object_refs=succeeded)
+    return {item.centra_return.id: item.error or _chunk_outcome(item) for item in taken}
+
+
+def _chunk_outcome(item: _Taken) -> str:
+    if item.stocked_now:
+        return STOCKED_IN
+    if item.link.detail.get("stock_pushed_at"):
+        return ALREADY_SYNCED
+    return CREDITED if item.credited_now else AWAITING_WAREHOUSE
+
+
+def _links_reread(taken: list[_Taken]) -> None:
+    """The return links as stored now: what another worker recorded before this one held the orders."""
+    stored = Link.objects.in_bulk([item.link.pk for item in taken])
+    for item in taken:
+        item.link = stored[item.link.pk]
+
+
+def _attempt(taken: list[_Taken], error_class: type[DataError], step) -> None:
+    """``step(item)`` for each return still going; a failure is that return's own, a refusal as ``error_class``."""
+    for item in taken:
+        if item.going:
+            try:
+                with _failing_as(error_class):
+                    step(item)
+            except Exception as error:
+                item.error = error
+
+
+# --- a chunk's credits --------------------------------------------------------------------------------------------
+
+
+def _credit_chunk(taken: list[_Taken]) -> None:
+    """Step 1 for a chunk: post and confirm the credits not yet confirmed, together. When a batched call fails, each
+    of those returns goes the one-return way (``_post_credit``), from what its link holds."""
+    pending = [item for item in taken if not item.link.detail.get("credit_confirmed_at")]
+    if not pending:
+        return
+    skus = {line.sku for item in pending for line in item.centra_return.lines}
+    codes = skus_mapped(system=System.FULFIL, centra_skus=skus)
+    _attempt(pending, RefundNotPosted, lambda item: _credit_prepared(item, codes))
+    try:
+        _credits_batched([item for item in pending if item.going])
+    except Exception:  # one return spoiled a batched call, or the call failed: each return on its own then
+        left = [item for item in pending if item.going and not item.credited_now]
+        if left:
+            _links_reread(left)
+            _attempt(left, RefundNotPosted, _credit_alone)
+
+
+def _credit_prepared(item: _Taken, codes: dict[str, str]) -> None:
+    item.lines, item.refund = credit_lines(item.centra_return, codes=codes)
+    if not item.link.fulfil_id and not item.order_link.fulfil_id:
+        raise RefundNotPosted(
+            f"Order {item.centra_return.order_number} is not in Fulfil yet: its credit needs the sale",
+            system="switchyard",
+            operation="return sync",
+        )
+
+
+def _credit_alone(item: _Taken) -> None:
+    item.credited_now = _post_credit(item.link, item.order_link, item.centra_return)
+
+
+def _credits_batched(taken: list[_Taken]) -> None:
+    """Find or create the credits of returns that have none on their link (one search, one create), check every
+    credit's total against Centra's refund (one read), and quote and confirm the right ones (a call for each
+    button, one read). A credit whose total is wrong is left unconfirmed and fails alone."""
+    if not taken:
+        return
+    fulfil = connections.fulfil()
+    _credits_found_or_created([item for item in taken if not item.link.fulfil_id], fulfil)
+    credits = fulfil.sales(item.link.fulfil_id for item in taken)
+    for item in taken:
+        credit = credits.get(item.link.fulfil_id)
+        if credit is None or credit.total_amount != -item.refund:
+            item.error = _credit_total_wrong(item.link, credit, item.refund, item.centra_return.currency)
+    right = [item for item in taken if item.going]
+    confirmed = fulfil.confirm_sales([item.link.fulfil_id for item in right])
+    now = timezone.now().isoformat()
+    posted = []
+    for item in right:
+        credit = confirmed.get(item.link.fulfil_id)
+        if credit is None or credit.state not in WORKING_STATES:
+            item.error = RefundNotPosted(
+                f"sale {(credit.number if credit else None) or item.link.fulfil_id} is "
+                f"{credit.state if credit else 'gone'} after confirm",
+                system=System.FULFIL,
+                operation="sale.sale.confirm",
+            )
+            continue
+        item.return_shipment_ids = credit.return_shipment_ids
+        posted.append((item, credit.number))
+    links_note_each((item.link, {"credit_confirmed_at": now, "credit_number": number}) for item, number in posted)
+    for item, _ in posted:
+        item.credited_now = True  # only once recorded: else the one-return way confirms it again and records it
+
+
+def _credits_found_or_created(taken: list[_Taken], fulfil) -> None:
+    """Give each return its credit in Fulfil: one an earlier attempt made whose answer was lost (found by its
+    reference, as Fulfil's create is not idempotent), else a new one, all made in one create. Each link records
+    its credit, the refund and the currency."""
+    if not taken:
+        return
+    found = fulfil.sales_by_reference(_credit_reference(item.centra_return) for item in taken)
+    to_make = []
+    for item in taken:
+        existing = found.get(_credit_reference(item.centra_return))
+        if existing is not None and existing.origin_sale_id == item.order_link.fulfil_id:
+            item.link.fulfil_id = existing.id
+        else:
+            to_make.append(item)
+    drafts = [
+        CreditDraft(
+            item.order_link.fulfil_id,
+            tuple(item.lines),
+            _credit_reference(item.centra_return),
+            _credit_comment(item.centra_return),
+        )
+        for item in to_make
+    ]
+    for item, credit_id in zip(to_make, fulfil.create_credits(drafts), strict=True):
+        item.link.fulfil_id = credit_id
+    notes = [(item.link, {"refund": str(item.refund), "currency": item.centra_return.currency}) for item in taken]
+    links_note_each(notes, fields=["fulfil_id"])
+
+
+# --- a chunk's stock back -----------------------------------------------------------------------------------------
+
+
+def _stock_back_chunk(taken: list[_Taken]) -> None:
+    """Step 2 for a chunk: for each return the warehouse is done with, put what it took back in at the stock
+    master, record it (one transaction for all) and have its SKUs pushed with the run's stock push. The warehouse's
+    work is read for the whole chunk at once; if that read fails, each return reads its own."""
+    waiting = [item for item in taken if not item.link.detail.get("stocked_in_at")]
+    try:
+        received = _received_chunk(waiting)
+    except Exception:  # each return on its own, failing alone
+        _attempt(taken, StockInFailed, _stock_back_alone)
+        return
+    ready = [item for item in waiting if received.get(item.link.pk) is not None]  # the warehouse is done with these
+    _attempt(
+        ready, StockInFailed, lambda item: _put_back_at_master(item.link, item.centra_return, received[item.link.pk])
+    )
+    now = timezone.now().isoformat()
+    links_note_each(
+        (item.link, {"stocked_in_at": now, "received": received[item.link.pk]}) for item in ready if item.going
+    )
+    batch = _PUSH_BATCH.get()
+    for item in taken:
+        if item.going and item.link.detail.get("stocked_in_at"):
+            batch.append((item.link, sorted(item.link.detail.get("received") or {})))
+            item.stocked_now = True
+
+
+def _stock_back_alone(item: _Taken) -> None:
+    item.stocked_now = _stock_back(item.link, item.centra_return)
+
+
+def _received_chunk(taken: list[_Taken]) -> dict[int, dict[str, int] | None]:
+    """``_received`` for many returns: return link id → Centra SKU → units the warehouse took back, or None while
+    it is not done. The credits' return shipments are read in one call (none when the credit's confirmation just
+    read them), the shipments with their moves in one or two, the SKUs in one query."""
+    if not taken:
+        return {}
+    fulfil = connections.fulfil()
+    unread = [item.link.fulfil_id for item in taken if item.return_shipment_ids is None]
+    rows = fulfil.search_read("sale.sale", [["id", "in", unread]], ["shipment_returns"]) if unread else []
+    shipment_ids = {row["id"]: tuple(row.get("shipment_returns") or ()) for row in rows}
+    for item in taken:
+        if item.return_shipment_ids is None:
+            item.return_shipment_ids = shipment_ids.get(item.link.fulfil_id, ())
+    wanted = sorted({shipment_id for item in taken for shipment_id in item.return_shipment_ids})
+    shipments = {shipment.id: shipment for shipment in fulfil.return_shipments(wanted)}
+    codes = {move.product_code for shipment in shipments.values() for move in shipment.moves if move.product_code}
+    skus = centra_skus_mapped(system=System.FULFIL, codes=codes)
+    received: dict[int, dict[str, int] | None] = {}
+    for item in taken:
+        try:
+            own = [shipments[shipment_id] for shipment_id in item.return_shipment_ids if shipment_id in shipments]
+            received[item.link.pk] = _received_in(own, skus)
+        except Exception as error:  # a code without a Centra SKU stops that return alone
+            item.error = error
+    return received
 
 
 # --- one return ---------------------------------------------------------------------------------------------------
@@ -245,13 +592,18 @@ def _failing_as(error_class: type[DataError]):
     except DataError as error:
         if isinstance(error, error_class):
             raise
-        raise error_class(
-            error.message,
-            details=error.details,
-            system=error.system,
-            operation=error.operation,
-            exchange=error.exchange,
-        ) from error
+        raise _step_error(error, error_class) from error
+
+
+def _step_error(error: DataError, error_class: type[DataError]) -> DataError:
+    """The other system's refusal as the step's own kind of exception, its messages kept."""
+    return error_class(
+        error.message,
+        details=error.details,
+        system=error.system,
+        operation=error.operation,
+        exchange=error.exchange,
+    )
 
 
 # --- a cancelled return ------------------------------------------------------------------------------------------
@@ -337,7 +689,7 @@ def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
                 system="switchyard",
                 operation="return sync",
             )
-        reference = f"centra-return-{centra_return.id}"
+        reference = _credit_reference(centra_return)
         # Fulfil's create is not idempotent: an earlier attempt whose answer was lost is found by its reference.
         existing = fulfil.sale_by_reference(reference)
         if existing is not None and existing.state != "cancelled" and existing.origin_sale_id == order_link.fulfil_id:
@@ -347,29 +699,45 @@ def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
                 order_link.fulfil_id,
                 lines,
                 reference=reference,
-                comment=f"Centra return {centra_return.id} of order {centra_return.order_number}",
+                comment=_credit_comment(centra_return),
             )
         link.fulfil_id = credit_id
         link.detail.update(refund=str(refund), currency=centra_return.currency)
         link.save(update_fields=["fulfil_id", "detail", "updated_at"])
     credit = fulfil.sale(link.fulfil_id)
     if credit is None or credit.total_amount != -refund:
-        raise RefundNotPosted(
-            f"Fulfil's credit {link.fulfil_id} totals {credit.total_amount if credit else 'nothing'}, "
-            f"but Centra refunds {refund} {centra_return.currency}: it was left unconfirmed",
-            system=System.FULFIL,
-            operation="sale.sale.read",
-        )
+        raise _credit_total_wrong(link, credit, refund, centra_return.currency)
     fulfil.confirm_sale(link.fulfil_id)  # makes the return shipment the warehouse receives the goods against
     link_step_done(link, "credit_confirmed_at", credit_number=credit.number)
     return True
 
 
-def credit_lines(centra_return: Return) -> tuple[list[CreditLine], Decimal]:
+def _credit_reference(centra_return: Return) -> str:
+    """How Fulfil's credit for the return is found again."""
+    return f"centra-return-{centra_return.id}"
+
+
+def _credit_comment(centra_return: Return) -> str:
+    return f"Centra return {centra_return.id} of order {centra_return.order_number}"
+
+
+def _credit_total_wrong(link: Link, credit, refund: Decimal, currency: str) -> RefundNotPosted:
+    return RefundNotPosted(
+        f"Fulfil's credit {link.fulfil_id} totals {credit.total_amount if credit else 'nothing'}, "
+        f"but Centra refunds {refund} {currency}: it was left unconfirmed",
+        system=System.FULFIL,
+        operation="sale.sale.read",
+    )
+
+
+def credit_lines(centra_return: Return, *, codes: dict[str, str] | None = None) -> tuple[list[CreditLine], Decimal]:
     """The credit's lines for a Centra return, and the refund they add up to. Every amount is Centra's own; the
-    sum is checked against Centra's total and refused when it differs. Raises RefundNotPosted, MissingMapping."""
+    sum is checked against Centra's total and refused when it differs. ``codes`` (Centra SKU → Fulfil code) may
+    hold the codes already looked up for many returns. Raises RefundNotPosted, MissingMapping."""
     currency = centra_return.currency
-    codes = skus_for(system=System.FULFIL, centra_skus=[line.sku for line in centra_return.lines])
+    skus = [line.sku for line in centra_return.lines]
+    if codes is None or any(sku not in codes for sku in skus):
+        codes = skus_for(system=System.FULFIL, centra_skus=skus)
     lines: list[CreditLine] = []
     for line in centra_return.lines:
         lines += _exact_lines(codes[line.sku], line.quantity, line.line_value, currency)
@@ -494,8 +862,8 @@ def _push_batch(batch: list[tuple[Link, list[str]]]) -> None:
     skus = sorted({sku for _, link_skus in batch for sku in link_skus})
     if skus:
         stock_push_run(skus=skus)
-    for link, _ in batch:
-        link_step_done(link, "stock_pushed_at")
+    now = timezone.now().isoformat()
+    links_note_each((link, {"stock_pushed_at": now}) for link, _ in batch)
 
 
 def _received(link: Link) -> dict[str, int] | None:
@@ -503,7 +871,12 @@ def _received(link: Link) -> dict[str, int] | None:
     cancelled; None until then."""
     fulfil = connections.fulfil()
     credit = fulfil.get("sale.sale", link.fulfil_id, ["shipment_returns"])
-    shipments = fulfil.return_shipments((credit or {}).get("shipment_returns") or [])
+    return _received_in(fulfil.return_shipments((credit or {}).get("shipment_returns") or []))
+
+
+def _received_in(shipments: list[Shipment], skus: dict[str, str] | None = None) -> dict[str, int] | None:
+    """What ``_received`` answers for a credit's return shipments; ``skus`` (Fulfil code → Centra SKU) may hold the
+    SKUs already looked up. Raises MissingMapping."""
     if not shipments or any(shipment.state not in ("done", "cancel", "cancelled") for shipment in shipments):
         return None
     received: Counter[str] = Counter()
@@ -512,7 +885,10 @@ def _received(link: Link) -> dict[str, int] | None:
             continue
         for move in shipment.moves:
             if move.state == "done" and move.quantity > 0 and move.product_code:
-                received[centra_sku_for(system=System.FULFIL, code=move.product_code)] += move.quantity
+                sku = (skus or {}).get(move.product_code) or centra_sku_for(
+                    system=System.FULFIL, code=move.product_code
+                )
+                received[sku] += move.quantity
     return dict(received)
 
 

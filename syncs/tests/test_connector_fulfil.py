@@ -11,10 +11,12 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 from syncs.connectors.errors import AuthError, DataError, RateLimited, TransientError, WebhookRejected
 from syncs.connectors.fulfil import (
     Address,
+    CreditDraft,
     CreditLine,
     Customer,
     DraftLine,
@@ -322,6 +324,51 @@ def test_a_sale_is_cancelled_until_it_is_processing(fulfil):
     client.call("sale.sale", "process", [second])
     with pytest.raises(DataError, match="is processing after cancel"):
         client.cancel_sale(second)
+
+
+def test_many_credits_are_made_in_one_create_and_confirmed_with_one_call_per_button(fulfil):
+    client, ff = fulfil
+    ff.seed(products=products("TEE100BLKS", "TEE100BLKM", main=5))
+    originals = [client.create_sale(draft(reference)) for reference in ("1001", "1002")]
+    for original in originals:
+        client.confirm_sale(original)
+    drafts = [
+        CreditDraft(originals[0], (CreditLine(1, Decimal("249.50"), "TEE100BLKS"),), "R-1001-1"),
+        CreditDraft(
+            originals[1],
+            (CreditLine(1, Decimal("224.55"), "TEE100BLKM"), CreditLine(1, Decimal("-25.00"), shipping=True)),
+            "R-1002-1",
+        ),
+    ]
+    requests.post(f"{ff.url}/_sandbox/calls/clear", timeout=10).raise_for_status()
+    credit_ids = client.create_credits(drafts)
+    confirmed = client.confirm_sales(credit_ids)
+    assert ff.operations() == [
+        "sale.sale.search_read",  # the originals
+        "product.product.search_read",
+        "sale.sale.create",
+        "sale.sale.quote",
+        "sale.sale.confirm",
+        "sale.sale.search_read",  # the credits as they stand
+    ]
+    assert [confirmed[credit_id].state for credit_id in credit_ids] == ["processing", "processing"]
+    assert [confirmed[credit_id].origin_sale_id for credit_id in credit_ids] == originals
+    assert [confirmed[credit_id].total_amount for credit_id in credit_ids] == [Decimal("-249.50"), Decimal("-199.55")]
+    assert all(len(confirmed[credit_id].return_shipment_ids) == 1 for credit_id in credit_ids)
+    assert client.confirm_sales(credit_ids) == client.sales(credit_ids)  # repeating is harmless
+
+
+def test_a_credit_fulfil_cannot_make_stops_the_whole_create(fulfil):
+    client, ff = fulfil
+    ff.seed(products=products("TEE100BLKS", "TEE100BLKM", main=5))
+    original = client.create_sale(draft())
+    drafts = [
+        CreditDraft(original, (CreditLine(1, Decimal("249.50"), "TEE100BLKS"),), "R-1001-1"),
+        CreditDraft(original, (CreditLine(1, Decimal("224.55"), "NOPE"),), "R-1001-2"),
+    ]
+    with pytest.raises(DataError, match="NOPE"):
+        client.create_credits(drafts)
+    assert client.sales_by_reference(["R-1001-1", "R-1001-2"]) == {}
 
 
 def test_a_credit_returns_goods_at_exact_negative_amounts(fulfil):

@@ -48,6 +48,16 @@ def test_an_unknown_reference_finds_no_sale(client):
     assert client.sale_by_reference("switchyard-contract-no-such-order") is None
 
 
+def test_sales_are_read_by_their_ids_in_one_call(client):
+    rows = list(itertools.islice(client.search_read("sale.sale", [], ["id"], page_size=3), 3))
+    if not rows:
+        pytest.skip("the account has no sales")
+    ids = [row["id"] for row in rows]
+    found = client.sales(ids)
+    assert sorted(found) == sorted(ids)
+    assert all(isinstance(sale.return_shipment_ids, tuple) for sale in found.values())
+
+
 def test_recent_shipments_are_read_with_their_moves(client):
     since = datetime.now(UTC) - timedelta(days=3)
     for shipment in itertools.islice(client.shipments_since(since), 2):

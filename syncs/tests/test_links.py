@@ -94,3 +94,22 @@ def test_links_note_each_keeps_both_notes_of_a_link_named_twice():
     [link] = order_links(1)
     links_note_each([(link, {"a": 1}), (link, {"b": 2})])
     assert Link.objects.get(pk=link.pk).detail == {"a": 1, "b": 2}
+
+
+def test_links_note_each_saves_a_field_set_to_none_and_removes_keys():
+    first, second, untouched = order_links(3)
+    Link.objects.filter(pk=first.pk).update(detail={"refund": "17.49", "shipment": "noted meanwhile"})
+    first.fulfil_id, second.fulfil_id = 21, None
+
+    links_note_each(
+        [(first, {"credit_number": "SO7", "refund": None}), (second, {"credit_number": "SO8", "amount": "1.05"})],
+        fields=["fulfil_id"],
+    )
+
+    stored = {link.pk: (link.fulfil_id, link.detail) for link in Link.objects.all()}
+    assert stored == {
+        first.pk: (21, {"shipment": "noted meanwhile", "credit_number": "SO7"}),
+        second.pk: (None, {"credit_number": "SO8", "amount": "1.05"}),
+        untouched.pk: (None, {}),
+    }
+    assert second.detail == {"credit_number": "SO8", "amount": "1.05"}

@@ -339,3 +339,138 @@ def test_a_return_of_a_marketplace_order_is_reported_there_once(brand):
     assert reported["lines"] == [{"line_id": "MP-9-1", "quantity": 1}]
     assert brand("marketplace").operations().count("return_create") == 1
     assert [credit.total_amount for credit in credits()] == [Decimal("-19.99")]
+
+
+# --- a run takes its returns in chunks ----------------------------------------------------------------------------
+
+
+def three_returned() -> list[int]:
+    """Ship the whole order; the customer sends back each unit in a return of its own (S, S, M). Their ids."""
+    shipment = shipped()
+    return [returned(shipment, sku) for sku in (SMALL, SMALL, MEDIUM)]
+
+
+def every_credit_done_by_the_warehouse() -> None:
+    client = connections.fulfil()
+    shipment_ids = [shipment_id for credit in credits() for shipment_id in credit.return_shipment_ids]
+    client.call("stock.shipment.out.return", "receive", shipment_ids)
+    client.call("stock.shipment.out.return", "done", shipment_ids)
+
+
+class WorkerDied(BaseException):
+    """The worker's process ends mid-run (not an error the flow handles)."""
+
+
+def test_a_chunk_of_returns_is_credited_with_one_create_one_quote_and_one_confirm(brand):
+    three_returned()
+    forget_calls(brand, "fulfil")
+    summary = return_sync_run()
+    operations = brand("fulfil").operations()
+    assert (summary.examined, summary.credited, summary.failed) == (3, 3, 0)
+    assert sorted(credit.total_amount for credit in credits()) == [
+        Decimal("-24.95"),
+        Decimal("-19.99"),
+        Decimal("-19.99"),
+    ]
+    assert [operations.count(f"sale.sale.{method}") for method in ("create", "quote", "confirm")] == [1, 1, 1]
+    # Found-or-created, originals, products, create, totals, quote, confirm, states, the warehouse's work (2).
+    assert len(operations) <= 11
+    links = Link.objects.filter(kind=Link.Kind.RETURN)
+    assert all(link.detail["credit_number"] and "credit_confirmed_at" in link.detail for link in links)
+
+
+def test_a_refused_credit_in_a_chunk_fails_alone_and_the_others_are_posted(brand):
+    SkuMapping.objects.create(system="fulfil", centra_sku=MEDIUM, external_code="TEE100BLKX")  # Fulfil has no such
+    small, other_small, medium = three_returned()
+    summary = return_sync_run()
+    assert (summary.examined, summary.credited, summary.failed) == (3, 2, 1)
+    exception = SyncException.objects.get(flow=FLOW)
+    assert (exception.kind, exception.object_ref) == ("refund_not_posted", f"centra:return:{medium}")
+    assert "TEE100BLKX" in exception.message
+    assert sorted(credit.reference for credit in credits()) == sorted(
+        [f"centra-return-{small}", f"centra-return-{other_small}"]
+    )
+
+    SkuMapping.objects.filter(system="fulfil", centra_sku=MEDIUM).delete()
+    SyncException.objects.filter(pk=exception.pk).update(status=Status.RETRYING)
+    assert exception_run_retry(exception_id=exception.pk) is True
+    assert sorted(credit.total_amount for credit in credits()) == [
+        Decimal("-24.95"),
+        Decimal("-19.99"),
+        Decimal("-19.99"),
+    ]
+
+
+def test_a_chunk_run_again_after_the_worker_died_between_create_and_link_save_makes_no_second_credit(
+    brand, monkeypatch
+):
+    from syncs.flows import return_sync
+
+    three_returned()
+    real = return_sync.links_note_each
+
+    def dies_before_the_links_are_saved(notes, *, fields=()):
+        if "fulfil_id" in fields:
+            raise WorkerDied
+        real(notes, fields=fields)
+
+    monkeypatch.setattr(return_sync, "links_note_each", dies_before_the_links_are_saved)
+    with pytest.raises(WorkerDied):
+        return_sync_run()
+    assert len(credit_ids()) == 3  # created in Fulfil, not recorded on the links
+    assert not Link.objects.filter(kind=Link.Kind.RETURN, fulfil_id__isnull=False).exists()
+
+    monkeypatch.setattr(return_sync, "links_note_each", real)
+    forget_calls(brand, "fulfil")
+    summary = return_sync_run()
+    assert (summary.credited, summary.failed) == (3, 0)
+    assert len(credit_ids()) == 3  # found by their references, none made again
+    assert "sale.sale.create" not in brand("fulfil").operations()
+    links = Link.objects.filter(kind=Link.Kind.RETURN)
+    assert sorted(link.fulfil_id for link in links) == sorted(credit_ids())
+
+
+def test_a_return_read_twice_in_one_chunk_is_credited_once(brand, monkeypatch):
+    from syncs.connectors.centra import CentraClient
+
+    three_returned()
+    real = CentraClient.return_records
+
+    def each_twice(self, **options):
+        for centra_return in real(self, **options):
+            yield centra_return
+            yield centra_return
+
+    monkeypatch.setattr(CentraClient, "return_records", each_twice)
+    summary = return_sync_run()
+    assert (summary.examined, summary.credited) == (3, 3)
+    assert len(credit_ids()) == 3
+
+
+def test_a_chunk_puts_back_what_the_warehouse_is_done_with_reading_its_work_once(brand, settings):
+    settings.STOCK_MASTER = "fulfil"
+    three_returned()
+    return_sync_run()
+    every_credit_done_by_the_warehouse()
+    forget_calls(brand, "fulfil")
+    summary = return_sync_run()
+    assert (summary.stocked_in, summary.failed) == (3, 0)
+    operations = brand("fulfil").operations()
+    assert operations.count("sale.sale.search_read") == 1  # the credits' return shipments
+    assert operations.count("stock.shipment.out.return.search_read") == 1
+    assert marketplace_quantity(brand, SMALL) == 12 and marketplace_quantity(brand, MEDIUM) == 11
+    assert all("stock_pushed_at" in link.detail for link in Link.objects.filter(kind=Link.Kind.RETURN))
+    assert return_sync_run().already_synced == 3
+
+
+def test_when_fulfil_refuses_a_chunks_confirmation_each_credit_is_confirmed_on_its_own(brand):
+    three_returned()
+    # Fulfil refuses the first quote it is asked for: the chunk's, over the three credits at once.
+    brand("fulfil").faults(fail_first=1, error_status=400, fail_operations=["sale.sale.quote"])
+    forget_calls(brand, "fulfil")
+    summary = return_sync_run()
+    assert (summary.credited, summary.failed) == (3, 0)
+    assert brand("fulfil").operations().count("sale.sale.create") == 1  # made together, confirmed one by one
+    assert brand("fulfil").operations().count("sale.sale.quote") == 1 + 3
+    assert brand("fulfil").operations().count("sale.sale.confirm") == 3
+    assert len(credit_ids()) == 3 and all(credit.state == "processing" for credit in credits())
