@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+import tablib
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
@@ -20,15 +21,49 @@ from mappings.models import (
     StockStatusRule,
     TaxMapping,
 )
+from mappings.services import SAVE_AS_UTF8, UnreadableCsv, csv_text_check, not_utf8_message
+from mappings.validators import starts_like_formula
+
+
+class MappingCSV(CSV):
+    """CSV as the mapping tables are imported and exported: a file holding NUL characters is refused with a
+    message saying what to do, and every exported cell a spreadsheet would run as a formula is defused the way the
+    console's own exports are (a leading apostrophe), not only those starting with "=". The tables hold no
+    negative numbers, so no figure is changed."""
+
+    def create_dataset(self, in_stream, **kwargs):
+        if isinstance(in_stream, str):
+            csv_text_check(in_stream)
+        return super().create_dataset(in_stream, **kwargs)
+
+    def export_data(self, dataset, **kwargs):
+        defused = tablib.Dataset(headers=dataset.headers)
+        for row in dataset:
+            defused.append([_defused(cell) for cell in row])
+        return defused.export(self.get_title(), **kwargs)
+
+
+def _defused(cell):
+    return f"'{cell}" if isinstance(cell, str) and starts_like_formula(cell) else cell
 
 
 class MappingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
     """CSV import/export (needs the change / view permission) and the change history of every row."""
 
-    formats = [CSV]
+    formats = [MappingCSV]
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ("created_at", "updated_at")
+
+    def add_data_read_fail_error_to_form(self, form, error) -> None:
+        """Say why the file could not be read in words the person can act on (django-import-export names the
+        exception's type)."""
+        if isinstance(error, UnicodeDecodeError):
+            form.add_error("import_file", not_utf8_message(error))
+        elif isinstance(error, UnreadableCsv):
+            form.add_error("import_file", str(error))
+        else:
+            form.add_error("import_file", f"The file could not be read as CSV: {error}. {SAVE_AS_UTF8}")
 
 
 @admin.register(Channel)

@@ -6,6 +6,7 @@ twice in one file is an error on the second row; any invalid row rejects the who
 """
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import CharField
 from import_export import fields, resources
 from import_export.widgets import ForeignKeyWidget
 
@@ -20,6 +21,12 @@ from mappings.models import (
     StockBuffer,
     StockStatusRule,
     TaxMapping,
+)
+from mappings.validators import starts_like_formula
+
+FORMULA_MESSAGE = (
+    "would run as a formula in a spreadsheet (it starts with =, +, -, @, a tab or a line break); "
+    "remove the characters before the text."
 )
 
 
@@ -48,16 +55,30 @@ class MappingResource(resources.ModelResource):
                 instance._duplicate_of_row = key_was_seen_on
 
     def validate_instance(self, instance, import_validation_errors=None, validate_unique=True) -> None:
+        errors = dict(import_validation_errors or {})
+        for name, message in self._formula_cells(instance):
+            errors.setdefault(name, []).append(message)
         duplicate_of_row = getattr(instance, "_duplicate_of_row", None)
         if duplicate_of_row is None:
-            return super().validate_instance(instance, import_validation_errors, validate_unique)
+            return super().validate_instance(instance, errors, validate_unique)
         # The earlier row already claims this key: saying so is the whole story, not also a clash with itself.
         names = ", ".join(self._meta.import_id_fields)
-        errors = dict(import_validation_errors or {})
         errors.setdefault(NON_FIELD_ERRORS, []).append(
             f"The same {names} appears earlier in this file (line {duplicate_of_row + 1})."
         )
         raise ValidationError(errors)
+
+    def _formula_cells(self, instance) -> list[tuple[str, str]]:
+        """(field, message) for each text value of the row that a spreadsheet would run as a formula: refused, so
+        no mapping ever holds one that a later export or a colleague's spreadsheet could run."""
+        found = []
+        for field in instance._meta.get_fields():
+            if not isinstance(field, CharField) or field.name not in self.fields:
+                continue
+            value = getattr(instance, field.attname, "")
+            if isinstance(value, str) and starts_like_formula(value):
+                found.append((field.name, f"{value[:40]!r} {FORMULA_MESSAGE}"))
+        return found
 
     def before_save_instance(self, instance, row, **kwargs) -> None:
         # django-simple-history records this user as the editor, for imports from the admin and the command.

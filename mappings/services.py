@@ -355,6 +355,43 @@ class ImportReport:
         return not self.problems
 
 
+class UnreadableCsv(ValueError):
+    """A file that is not CSV text Switchyard can read. The message says why and what to do, for the person who
+    uploaded it."""
+
+
+SAVE_AS_UTF8 = "Save it from the spreadsheet as “CSV UTF-8 (comma delimited)” and import it again."
+
+
+def mapping_csv_text(raw: bytes) -> str:
+    """The text of an uploaded CSV file: UTF-8, with or without a byte-order mark. Raises UnreadableCsv for any
+    other encoding (Latin-1, UTF-16), invalid bytes, NUL bytes or a binary file."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UnreadableCsv(not_utf8_message(error)) from None
+    csv_text_check(text)
+    return text
+
+
+def not_utf8_message(error: UnicodeDecodeError) -> str:
+    """What to tell the person whose file failed to decode as UTF-8: where, and how to save it instead."""
+    line = error.object[: error.start].count(b"\n") + 1
+    return f"The file is not UTF-8 text (line {line} holds bytes that are not). {SAVE_AS_UTF8}"
+
+
+def csv_text_check(text: str) -> None:
+    """Raises UnreadableCsv when decoded text holds a NUL character, which no CSV from a spreadsheet does: a file
+    in UTF-16 without its byte-order mark, or not a text file at all."""
+    position = text.find("\x00")
+    if position >= 0:
+        line = text.count("\n", 0, position) + 1
+        raise UnreadableCsv(
+            f"Line {line} holds a NUL character: the file is not a UTF-8 CSV (perhaps UTF-16, or not a text "
+            f"file). {SAVE_AS_UTF8}"
+        )
+
+
 def mapping_import_csv(*, model_name: str, csv_text: str, actor) -> ImportReport:
     """Import a CSV file into one mapping table, all or nothing, recording ``actor`` as the editor.
 
@@ -363,6 +400,11 @@ def mapping_import_csv(*, model_name: str, csv_text: str, actor) -> ImportReport
     """
     resource = RESOURCES[model_name]()
     report = ImportReport()
+    try:
+        csv_text_check(csv_text)
+    except UnreadableCsv as error:
+        report.problems.append(str(error))
+        return report
     try:
         dataset = tablib.Dataset().load(csv_text.lstrip("\ufeff"), format="csv")
     except Exception as error:  # tablib raises several types for unreadable input

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from mappings.money import is_currency
 
 _CODE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP's list: tab and carriage return too).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def validate_code(value: str) -> None:
@@ -43,3 +45,9 @@ def validate_currency(value: str) -> None:
             params={"value": value},
             code="invalid_currency",
         )
+
+
+def starts_like_formula(value: str) -> bool:
+    """Whether a spreadsheet opening ``value`` in a CSV file might run it as a formula: it starts with one of
+    FORMULA_STARTS, or does after leading spaces or line breaks (a CR read back from a file becomes a line break)."""
+    return value.startswith(FORMULA_STARTS) or value.lstrip().startswith(FORMULA_STARTS)

@@ -7,10 +7,10 @@ so a large file never sits in memory; text that a spreadsheet would run as a for
 import csv
 from collections.abc import Iterable, Iterator
 
+from mappings.validators import FORMULA_STARTS
+
 # Rows are handed to the server in chunks of about this many characters: one write per chunk, not per row.
 CHUNK_CHARACTERS = 64 * 1024
-# A spreadsheet treats a cell starting with one of these as a formula (OWASP's list: tab and carriage return too).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def text_cell(value: str) -> str:

@@ -17,7 +17,8 @@ def webhook(request: HttpRequest, system: str) -> JsonResponse:
     if system not in WEBHOOK_VERIFIERS:
         return JsonResponse({"error": f"No webhooks are received from {system!r}."}, status=404)
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit() or int(declared) > settings.WEBHOOK_MAX_BYTES:
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
+    if not (declared.isascii() and declared.isdigit()) or int(declared) > settings.WEBHOOK_MAX_BYTES:
         return JsonResponse({"error": "The body is too large."}, status=413)
     try:
         body = request.body

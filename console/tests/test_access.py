@@ -112,3 +112,265 @@ def test_the_dashboard_shows_each_connection_but_never_a_credential(ada, client_
     assert "brand.fulfil.io" in page and "live" in page
     assert "live-key-9f8e7d6c5b4a" not in page
     assert settings.CONNECTIONS["centra"]["token"] not in page
+
+
+# --- every URL, every role ------------------------------------------------------------------------------------------
+# Everyone signed in reads every page. What a role may change is said once here, per URL, from the rules the code
+# follows (console.roles, the roles' model permissions, console.flow_starts, the queue's team ownership): a person
+# outside it who posts there is refused with a 403 and nothing is written. A URL that accepts a POST and is not
+# listed fails the walk, so a new action cannot arrive without deciding who may take it.
+
+PEOPLE = ["ada", "erin", "fred", "cora", "olga"]
+ROLE_OF = {
+    "ada": "integration_admin",
+    "erin": "ecommerce",
+    "fred": "finance",
+    "cora": "customer_service",
+    "olga": "operations",
+}
+EVERYONE = frozenset(ROLE_OF.values())
+# Not behind the sign-in, each with its own credential (tested in syncs/tests/test_webhooks*.py, test_feeds.py and
+# console/tests/test_metrics.py), or the sign-in itself.
+OWN_CREDENTIALS = {"login", "logout", "webhook", "metrics", "healthz", "feeds:planner_products"}
+OWN_CREDENTIALS |= {"feeds:planner_sales_orders", "admin:login", "admin:logout"}
+OWNERS = frozenset({"integration_admin", "finance"})  # of the finance exception the walk acts on
+# url name -> (the roles that may POST there, the exception or row it acts on, the form it posts)
+WRITERS = {
+    "exceptions:retry": (OWNERS, "finance", {}),
+    "exceptions:resolve": (OWNERS, "finance", {"note": "Fixed at the source."}),
+    "exceptions:ignore": (OWNERS, "finance", {"note": "Not worth fixing."}),
+    "exceptions:assign": (OWNERS, "finance", {"team": "operations"}),
+    "exceptions:reassert": (frozenset({"integration_admin", "ecommerce"}), "drift", {}),
+    "exceptions:create_mapping": (frozenset({"integration_admin"}), "carrier", {"target_code": "DHL-X"}),
+    "exceptions_api:exception-retry": (OWNERS, "finance", {}),
+    "exceptions_api:exception-resolve": (OWNERS, "finance", {"note": "Fixed at the source."}),
+    "exceptions_api:exception-ignore": (OWNERS, "finance", {"note": "Not worth fixing."}),
+    "exceptions_api:exception-assign": (OWNERS, "finance", {"team": "operations"}),
+    "reconciliation:run": (frozenset({"integration_admin", "finance"}), None, {"since": "2026-01-01"}),
+    "reconciliation:sign_off": (frozenset({"integration_admin", "finance"}), "day", {"note": "Checked."}),
+    "reconciliation:reopen": (frozenset({"integration_admin", "finance"}), "day", {}),
+    "runs:start": (frozenset({"integration_admin", "operations"}), None, {"flow": "stock_push"}),
+    "stock:buffer": (frozenset({"integration_admin", "ecommerce"}), None, {"buffer": "3"}),
+}
+# Refused to anyone when asked without their query (which flow to start; which field to complete).
+ASKED_WITHOUT_PARAMETERS = {"runs:start", "admin:autocomplete"}
+# Everyone may post; the action is taken only on the exceptions the person's team owns (tested below).
+BULK = {"exceptions:bulk", "exceptions_api:exception-bulk"}
+
+
+@pytest.fixture
+def world(db):
+    """One of everything the URLs name: exceptions owned by different teams, a run, a reconciled day, an order."""
+    from datetime import date
+
+    from django.utils import timezone
+    from django_q.models import Task
+    from rest_framework.authtoken.models import Token
+
+    from exceptions.services import failure_record
+    from mappings.models import Channel
+    from mappings.services import MissingMapping
+    from syncs.connectors.errors import DataError
+    from syncs.models import Link, OrderReconciliation, SyncRun
+
+    def record(error, ref, kind_code=None, **extra):
+        return failure_record(
+            flow="order_import",
+            object_type="order",
+            object_ref=ref,
+            error=error,
+            title=ref,
+            kind_code=kind_code,
+            **extra,
+        )
+
+    money = DataError("10.01 EUR for 3 units is not a whole unit price", system="virtualstock", operation="x")
+    drift = DataError("the title differs on the marketplace", system="marketplace", operation="x")
+    carrier = MissingMapping(kind="carrier", system="virtualstock", key={"carrier": "DHL", "service": "Express"})
+    admin_user = get_user_model().objects.create_superuser("root", password="a-long-root-password")
+    for success in (True, False):  # a task that ran, and one that failed: the admin's Success and Failure pages
+        Task.objects.create(
+            id=f"task-{success}", name=f"task-{success}", func="syncs.tasks.run", started=timezone.now(),
+            stopped=timezone.now(), success=success,
+        )  # fmt: skip
+    return {
+        "finance": record(money, "virtualstock:JL-1", kind_code="totals_mismatch"),
+        "drift": record(drift, "marketplace:TEE", kind_code="attribute_drift", context={"differences": []}),
+        "carrier": record(carrier, "shipment:77"),
+        "run": SyncRun.objects.create(flow="stock_push"),
+        "day": OrderReconciliation.objects.create(
+            day=date(2026, 1, 5), market_id=1, currency="EUR", checked_at=timezone.now()
+        ),
+        "link": Link.objects.create(kind="order", source_system="centra", source_ref="1000"),
+        "channel": Channel.objects.first(),
+        "token": Token.objects.create(user=admin_user),
+    }
+
+
+def get_user_model():
+    from django.contrib.auth import get_user_model as model
+
+    return model()
+
+
+def concrete(url: str, world: dict) -> tuple[str, str, object]:
+    """The URL with the ids of rows that exist in place of the walk's samples; its name; the admin it belongs to."""
+    from django.urls import resolve
+
+    match = resolve(url)
+    name = match.view_name
+    kwargs = dict(match.kwargs)
+    model_admin = getattr(match.func, "model_admin", None) or admin_of(name)
+    if match.url_name is None or match.args or match.route.startswith("admin/r/"):
+        return url, name, model_admin
+    if model_admin is not None and "object_id" in kwargs:
+        row = model_admin.model._default_manager.order_by("pk").first()
+        if row is not None:
+            kwargs["object_id"] = str(row.pk)
+    elif name in WRITERS and WRITERS[name][1]:
+        kwargs["pk"] = world[WRITERS[name][1]].pk
+    elif "pk" in kwargs:
+        sample = {"exceptions": "finance", "exceptions_api": "finance", "runs": "run", "orders": "link"}
+        kwargs["pk"] = world[sample.get(name.partition(":")[0], "day")].pk
+    if name == "stock:buffer":
+        kwargs["channel_code"] = world["channel"].code if world["channel"] else "web"
+    return reverse(name, kwargs=kwargs), name, model_admin
+
+
+def admin_of(name: str):
+    """The ModelAdmin an admin URL name belongs to (admin:<app>_<model>_<view>), or None."""
+    from django.contrib import admin
+
+    for model, model_admin in admin.site._registry.items():
+        if name.startswith(f"admin:{model._meta.app_label}_{model._meta.model_name}_"):
+            return model_admin
+    return None
+
+
+ADMIN_ACTIONS = [
+    ("_password_change", "change"),
+    ("_process_import", "change"),
+    ("_import", "change"),
+    ("_export", "view"),
+    ("_add", "add"),
+    ("_delete", "delete"),
+]
+
+
+def admin_permission(name: str, model_admin) -> str | None:
+    """The model permission an admin URL needs at the least (view for reading), None for pages any staff opens."""
+    if model_admin is None:
+        return None
+    opts = model_admin.model._meta
+    action = next((needs for suffix, needs in ADMIN_ACTIONS if name.endswith(suffix)), "view")
+    return f"{opts.app_label}.{action}_{opts.model_name}"
+
+
+def fingerprint() -> tuple:
+    """What a refused request must leave as it was: every table's row count, the state of each exception and
+    reconciled day, and the stock buffers."""
+    from django.apps import apps
+    from django.db import connection
+
+    from exceptions.models import SyncException
+    from mappings.models import StockBuffer
+    from syncs.models import OrderReconciliation
+
+    tables = sorted({model._meta.db_table for model in apps.get_models() if model._meta.label != "sessions.Session"})
+    with connection.cursor() as cursor:  # one round trip for every table's count
+        cursor.execute("SELECT " + ", ".join(f'(SELECT count(*) FROM "{table}")' for table in tables))
+        counts = tuple(zip(tables, cursor.fetchone(), strict=True))
+    exceptions = tuple(SyncException.objects.order_by("pk").values_list("status", "team", "assignee", "attempts"))
+    days = tuple(OrderReconciliation.objects.order_by("pk").values_list("signed_off_at", "sign_off_history"))
+    buffers = tuple(StockBuffer.objects.order_by("pk").values_list("buffer", "max_quantity", "zero_at_or_below"))
+    return counts, exceptions, days, buffers
+
+
+def refusal(client, response) -> int:
+    """The status a request ends with, following the admin's redirect from an object's URL to its change page."""
+    if response.status_code == 302:
+        if response["Location"] == reverse("admin:index"):
+            return 404  # the admin's answer for an object that does not exist
+        return client.get(response["Location"]).status_code
+    return response.status_code
+
+
+def walked_urls() -> list[str]:
+    from django.urls import resolve
+
+    return [url for url in every_url() if resolve(url).view_name not in OWN_CREDENTIALS | {"healthz"}]
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_every_url_refuses_what_a_role_may_not_do_and_writes_nothing(person, request, client_for, world):
+    from django.test import TestCase
+
+    user = request.getfixturevalue(person)
+    role = ROLE_OF[person]
+    client = client_for(user)
+    client.raise_request_exception = False
+    unlisted = []
+    for url in walked_urls():
+        path, name, model_admin = concrete(url, world)
+        needs = admin_permission(name, model_admin)
+        if needs and not user.has_perm(needs):
+            before = fingerprint()
+            with TestCase.captureOnCommitCallbacks() as queued:
+                answers = [refusal(client, client.get(path)), refusal(client, client.post(path, {"_save": "1"}))]
+            assert set(answers) <= {403, 404, 405}, (person, path, answers)
+            assert (fingerprint(), queued) == (before, []), (person, path)
+            continue
+        page = client.get(path)
+        assert page.status_code < 500, (person, path, page.status_code)
+        assert page.status_code != 403 or needs or name in ASKED_WITHOUT_PARAMETERS, (person, path)  # everyone reads
+        if name in WRITERS and role not in WRITERS[name][0]:
+            before = fingerprint()
+            with TestCase.captureOnCommitCallbacks() as queued:
+                if name.startswith("exceptions_api:"):
+                    response = client.post(path, WRITERS[name][2], content_type="application/json")
+                else:
+                    response = client.post(path, WRITERS[name][2])
+            assert response.status_code == 403, (person, path, response.status_code)
+            assert (fingerprint(), queued) == (before, []), (person, path)
+        elif name not in WRITERS and name not in BULK and not name.startswith("admin:"):
+            with TestCase.captureOnCommitCallbacks():
+                if client.post(path).status_code not in (403, 404, 405):
+                    unlisted.append(path)
+    assert unlisted == [], "these URLs take a POST but WRITERS does not say who may: " + ", ".join(unlisted)
+
+
+@pytest.mark.parametrize("person", ["erin", "cora", "olga"])
+def test_a_bulk_action_by_another_team_changes_none_of_its_exceptions(person, request, client_for, world):
+    from django.test import TestCase
+
+    client = client_for(request.getfixturevalue(person))
+    finance = world["finance"]
+    before = fingerprint()
+    with TestCase.captureOnCommitCallbacks() as queued:
+        client.post(
+            reverse("exceptions:bulk"), {"action": "retry", "ids": [finance.pk], "confirmed": "1", "team": "finance"}
+        )
+        client.post(
+            reverse("exceptions:bulk"),
+            {"action": "ignore", "all_matching": "1", "confirmed": "1", "note": "Not ours.", "team": "finance"},
+        )
+        client.post(
+            reverse("exceptions_api:exception-bulk"),
+            {"action": "resolve", "ids": [finance.pk], "note": "Not ours."},
+            content_type="application/json",
+        )
+        client.post(
+            reverse("admin:exceptions_syncexception_changelist"),
+            {"action": "retry_selected", "_selected_action": [finance.pk]},
+        )
+    assert (fingerprint(), queued) == (before, [])
+
+
+@pytest.mark.parametrize("person", ["fred", "cora", "olga"])
+def test_a_sku_reconciliation_is_started_only_by_ecommerce_or_an_integration_admin(person, request, client_for):
+    from django.test import TestCase
+
+    client = client_for(request.getfixturevalue(person))
+    with TestCase.captureOnCommitCallbacks() as queued:
+        response = client.post(reverse("reconciliation:run"), {"what": "skus"})
+    assert (response.status_code, queued) == (403, [])

@@ -981,7 +981,8 @@ def verify_webhook(
     except (KeyError, ValueError):
         raise WebhookRejected("the signature has no timestamp") from None
     now = time.time() if now is None else now
-    if abs(now - timestamp) > tolerance:
+    # Compared, not subtracted: a timestamp of hundreds of digits cannot be turned into a float.
+    if not now - tolerance <= timestamp <= now + tolerance:
         raise WebhookRejected("the signature timestamp is outside the allowed window")
     expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", [])):
@@ -992,7 +993,7 @@ def verify_webhook(
     except (KeyError, IndexError, ValueError):
         raise WebhookRejected("the body has no JSON payload field") from None
     events = payload.get("events") if isinstance(payload, dict) else None
-    if not isinstance(events, list):
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
         raise WebhookRejected("the payload has no list of events")
     return events
 

@@ -956,7 +956,7 @@ def verify_webhook(*, secret: str, body: bytes, headers) -> dict:
         raise WebhookRejected("the signature does not match the body")
     try:
         payload = decode(json.loads(body, parse_float=Decimal))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, ArithmeticError):  # ArithmeticError: a typed Decimal that is no number
         raise WebhookRejected("the body is not JSON") from None
     return {"event": _header(headers, EVENT_HEADER), "payload": payload}
 

@@ -688,7 +688,8 @@ def verify_webhook(
             timestamp = value
         elif key == "v1":
             signatures.append(value)
-    if timestamp is None or not timestamp.isdigit() or not signatures:
+    # ASCII digits only (str.isdigit() also passes "²", which int() refuses), and not thousands of them.
+    if timestamp is None or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 20 or not signatures:
         raise WebhookRejected(f"{SIGNATURE_HEADER} is not of the form t=<unix>,v1=<hex>")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > tolerance:

@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from mappings.resources import RESOURCES
-from mappings.services import mapping_import_csv
+from mappings.services import UnreadableCsv, mapping_csv_text, mapping_import_csv
 
 
 class Command(BaseCommand):
@@ -21,9 +21,11 @@ class Command(BaseCommand):
         if not actor.has_perm(f"mappings.change_{table}"):
             raise CommandError(f"{username} may not change {table} mappings.")
         try:
-            with open(csv_file, encoding="utf-8-sig") as file:
-                text = file.read()
-        except (OSError, UnicodeDecodeError) as error:
+            with open(csv_file, "rb") as file:
+                text = mapping_csv_text(file.read())
+        except OSError as error:
+            raise CommandError(f"Cannot read {csv_file}: {error}") from None
+        except UnreadableCsv as error:
             raise CommandError(f"Cannot read {csv_file}: {error}") from None
         report = mapping_import_csv(model_name=table, csv_text=text, actor=actor)
         if not report.ok:
