@@ -100,17 +100,21 @@ def skus_for(*, system: str, centra_skus: Iterable[str]) -> dict[str, str]:
 
 def skus_mapped(*, system: str, centra_skus: Iterable[str]) -> dict[str, str]:
     """{centra_sku: code} for the SKUs that have a code in ``system``; SKUs without one are left out."""
-    wanted = {sku.lower(): sku for sku in centra_skus}
+    return _sku_mappings(system=system, values=centra_skus, given="centra_sku", wanted="external_code")
+
+
+def _sku_mappings(*, system: str, values: Iterable[str], given: str, wanted: str) -> dict[str, str]:
+    """{value: its mapping's ``wanted`` field} for the ``values`` of a SkuMapping field ``given`` (compared without
+    case) in one query; a system that knows Centra's SKUs maps the rest to themselves, the others leave them out."""
+    asked = {value.lower(): value for value in values}
     rows = (
-        SkuMapping.objects.alias(key=Lower("centra_sku"))
-        .filter(system=system, key__in=list(wanted))
-        .values_list("centra_sku", "external_code")
+        SkuMapping.objects.alias(key=Lower(given)).filter(system=system, key__in=list(asked)).values_list(given, wanted)
     )
-    codes = {wanted[centra_sku.lower()]: code for centra_sku, code in rows}
+    found = {asked[value.lower()]: mapped for value, mapped in rows}
     if _sku_same_as_centra(system):
-        for sku in wanted.values():
-            codes.setdefault(sku, sku)
-    return codes
+        for value in asked.values():
+            found.setdefault(value, value)
+    return found
 
 
 def centra_sku_for(*, system: str, code: str) -> str:
@@ -131,17 +135,7 @@ def centra_sku_for(*, system: str, code: str) -> str:
 def centra_skus_mapped(*, system: str, codes: Iterable[str]) -> dict[str, str]:
     """``centra_sku_for`` for many codes in one query: {code: Centra SKU} for the codes that have one (compared
     without case); codes without one are left out, for ``centra_sku_for`` to raise about one by one."""
-    wanted = {code.lower(): code for code in codes}
-    rows = (
-        SkuMapping.objects.alias(key=Lower("external_code"))
-        .filter(system=system, key__in=list(wanted))
-        .values_list("external_code", "centra_sku")
-    )
-    found = {wanted[code.lower()]: centra_sku for code, centra_sku in rows}
-    if _sku_same_as_centra(system):
-        for code in wanted.values():
-            found.setdefault(code, code)
-    return found
+    return _sku_mappings(system=system, values=codes, given="external_code", wanted="centra_sku")
 
 
 # --- Carriers and shipping methods ----------------------------------------------------------------------------

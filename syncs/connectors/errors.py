@@ -83,6 +83,14 @@ class AuthError(ConnectorError):
     """The credentials were refused (401/403): someone must fix the connection's settings."""
 
 
+def may_have_landed(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` may still have been carried out: anything but an answer that says
+    the system did not take it (refused as wrong, credentials refused, asked to slow down). A timeout or a 5xx may
+    come from a write the system is still finishing, which lands after the failure is seen: such a write is not sent
+    again at once — its item is retried later from the queue, whose retry looks for what the first attempt made."""
+    return not isinstance(error, DataError | AuthError | RateLimited)
+
+
 class WebhookRejected(Exception):
     """An incoming webhook failed verification. ``reason`` is safe to log and to answer with."""
 

@@ -43,7 +43,7 @@ from mappings.money import is_exact, split_exactly
 from mappings.services import MissingMapping, bundle_parts, bundles_for, market_for, markets_all, skus_mapped
 from syncs import connections
 from syncs.connectors.centra import CentraClient, Order, OrderLine
-from syncs.connectors.errors import DataError
+from syncs.connectors.errors import DataError, may_have_landed
 from syncs.connectors.fulfil import (
     WORKING_STATES,
     Address,
@@ -305,7 +305,13 @@ def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, ta
     try:
         ids = fulfil.create_sales([draft for _, _, draft in fresh])
     except Exception as error:
-        _export_each(fresh, tally, because=error)  # each looks for its sale first: found if the call made it
+        if may_have_landed(error):
+            # A timeout or 5xx: Fulfil may still be making these sales. Asked again now, it could make them twice;
+            # the queue retries each order later, and the retry finds its sale by reference if it landed.
+            for _, order, _ in fresh:
+                tally.failure(order, error)
+        else:
+            _export_each(fresh, tally, because=error)  # refused whole: one by one tells which order it was
         return
     for (link, _, _), sale_id in zip(fresh, ids, strict=True):
         link.fulfil_id = sale_id

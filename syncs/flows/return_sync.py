@@ -54,7 +54,7 @@ from mappings.services import MissingMapping, centra_sku_for, centra_skus_mapped
 from syncs import connections
 from syncs.connectors import marketplace as mp
 from syncs.connectors.centra import Return, StockLevel
-from syncs.connectors.errors import DataError, RateLimited
+from syncs.connectors.errors import DataError, RateLimited, may_have_landed
 from syncs.connectors.fulfil import WORKING_STATES, CreditDraft, CreditLine, Shipment
 from syncs.flows.stock_push import stock_push_run
 from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
@@ -431,6 +431,7 @@ def _credits_batched(taken: list[_Taken]) -> None:
         return
     fulfil = connections.fulfil()
     _credits_found_or_created([item for item in taken if not item.link.fulfil_id], fulfil)
+    taken = [item for item in taken if item.going]  # a create that may yet land leaves its returns for later
     credits = fulfil.sales(item.link.fulfil_id for item in taken)
     for item in taken:
         credit = credits.get(item.link.fulfil_id)
@@ -480,7 +481,17 @@ def _credits_found_or_created(taken: list[_Taken], fulfil) -> None:
         )
         for item in to_make
     ]
-    for item, credit_id in zip(to_make, fulfil.create_credits(drafts), strict=True):
+    try:
+        made = fulfil.create_credits(drafts) if drafts else []
+    except Exception as error:
+        if not may_have_landed(error):
+            raise  # refused whole, nothing made: each return goes the one-return way, which tells which it was
+        # A timeout or 5xx: Fulfil may still be making these credits. Asked again now, it could make them twice;
+        # the queue retries each return later, and the retry's search by reference finds a credit that landed.
+        for item in to_make:
+            item.error = error
+        to_make, made = [], []
+    for item, credit_id in zip(to_make, made, strict=True):
         item.link.fulfil_id = credit_id
     notes = [(item.link, {"refund": str(item.refund), "currency": item.centra_return.currency}) for item in taken]
     links_note_each(notes, fields=["fulfil_id"])

@@ -47,7 +47,7 @@ from mappings.services import (
 from syncs import connections
 from syncs.connectors.centra import Order as CentraOrder
 from syncs.connectors.centra import ShipmentToCreate
-from syncs.connectors.errors import DataError, TransientError
+from syncs.connectors.errors import DataError, TransientError, may_have_landed
 from syncs.connectors.fulfil import Shipment
 from syncs.connectors.marketplace import ShipmentLine
 from syncs.connectors.virtualstock import DispatchLine
@@ -191,6 +191,7 @@ def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) ->
     order another worker holds, a sale Switchyard does not know, anything refused or failing) goes through
     ``shipment_sync_one`` on its own afterwards, so its failure is its own exception and the rest go on."""
     alone: list[Shipment] = []
+    later: list[tuple[Shipment, BaseException]] = []  # failed as a batch in a way that may yet land: retried later
     parcels = _parcels(shipments, alone)
     order_links = [parcel.order_link for parcel in parcels]
     with order_locks_held(order_links) as held:
@@ -198,7 +199,7 @@ def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) ->
         parcels = [parcel for parcel in parcels if parcel.order_link.pk in held]
         done = _batch_links(parcels, summary, counter)
         parcels = [parcel for parcel in parcels if parcel not in done]
-        parcels = _batch_centra(parcels, alone)
+        parcels = _batch_centra(parcels, alone, later)
         reported = _batch_report(parcels, summary, counter)
         synced_at = timezone.now().isoformat()
         links_note_each((parcel.link, {"synced_at": synced_at}) for parcel in reported)
@@ -206,6 +207,8 @@ def _sync_batch(shipments: list[Shipment], summary: ShipmentSummary, counter) ->
     objects_succeeded(flow=FLOW, object_refs=[object_ref(parcel.shipment.id) for parcel in reported])
     for parcel in reported:
         _count(SHIPPED if parcel.link.centra_id else HELD, summary, counter)
+    for shipment, error in later:
+        _count_failed(shipment, error, summary, counter)
     for shipment in alone:
         _sync_counted(shipment, summary, counter)
 
@@ -285,7 +288,9 @@ def _batch_identifiers(parcels: list[Parcel]) -> None:
     )
 
 
-def _batch_centra(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
+def _batch_centra(
+    parcels: list[Parcel], alone: list[Shipment], later: list[tuple[Shipment, BaseException]]
+) -> list[Parcel]:
     """Bring the parcels to Centra: the orders read in one call, the lines of each planned (and noted on its link
     before Centra is asked), the shipments created already sent in one request, what Centra made noted on the
     links. Returns the parcels whose Centra step is done (or has nothing to ship: bundle parts held); the others go
@@ -324,7 +329,7 @@ def _batch_centra(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
         [(parcel.link, {"centra_completed_at": now.isoformat()}) for parcel in landed],
         fields=["centra_id", "created_in_target_at"],
     )
-    return ready + landed + _batch_create(planned, alone)
+    return ready + landed + _batch_create(planned, alone, later)
 
 
 class _OnItsOwn(Exception):
@@ -358,10 +363,14 @@ def _batch_plan(parcel: Parcel, bundles: dict[str, Bundle], centra_skus: dict[st
     }
 
 
-def _batch_create(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
+def _batch_create(
+    parcels: list[Parcel], alone: list[Shipment], later: list[tuple[Shipment, BaseException]]
+) -> list[Parcel]:
     """Create the parcels' Centra shipments, already sent, in one request; note what Centra made on the links.
-    Returns the parcels Centra took; the ones it refused (or all, when the request failed) go to ``alone``, whose
-    path finds a shipment that did land by the lines noted before asking."""
+    Returns the parcels Centra took; the ones it refused (or all, when the request was refused) go to ``alone``,
+    whose path finds a shipment that did land by the lines noted before asking. When the request failed in a way
+    that may yet land (a timeout, a 5xx), asking again now could make the shipments twice: they go to ``later``,
+    each an exception the queue retries once Centra has finished what it was doing."""
     if not parcels:
         return []
     capture = settings.CENTRA_CAPTURE_ON_SHIPMENT
@@ -377,8 +386,11 @@ def _batch_create(parcels: list[Parcel], alone: list[Shipment]) -> list[Parcel]:
     ]
     try:
         answers = connections.centra().create_sent_shipments(wanted, capture=capture)
-    except Exception:
-        alone += [parcel.shipment for parcel in parcels]
+    except Exception as error:
+        if may_have_landed(error):
+            later += [(parcel.shipment, error) for parcel in parcels]
+        else:
+            alone += [parcel.shipment for parcel in parcels]
         return []
     made, notes, now = [], [], timezone.now()
     for parcel, answer in zip(parcels, answers, strict=True):
@@ -484,12 +496,7 @@ def _batch_mark_orders_shipped(parcels: list[Parcel]) -> None:
             continue
         if any(not sibling.detail.get("synced_at") for sibling in parcel.siblings):
             continue
-        shipped: Counter[int] = Counter()
-        for shipment in order.shipments:
-            if shipment.is_shipped:
-                for line in shipment.lines:
-                    shipped[line.order_line_id] += line.quantity
-        if all(shipped[line.id] >= line.quantity for line in order.lines):
+        if fully_shipped(order):
             shipped_orders.append(order_link.pk)
     if shipped_orders:
         Link.objects.filter(pk__in=shipped_orders, shipped_at__isnull=True).update(shipped_at=timezone.now())
@@ -892,14 +899,18 @@ def _mark_order_shipped(order_link: Link) -> None:
         return
     if order_link.parts.filter(kind=Link.Kind.SHIPMENT).exclude(detail__has_key="synced_at").exists():
         return
-    order = _centra_order(order_link)
+    if fully_shipped(_centra_order(order_link)):
+        Link.objects.filter(pk=order_link.pk, shipped_at__isnull=True).update(shipped_at=timezone.now())
+
+
+def fully_shipped(order: CentraOrder) -> bool:
+    """Whether every unit of the Centra order is in one of its completed shipments."""
     shipped: Counter[int] = Counter()
     for shipment in order.shipments:
         if shipment.is_shipped:
             for line in shipment.lines:
                 shipped[line.order_line_id] += line.quantity
-    if all(shipped[line.id] >= line.quantity for line in order.lines):
-        Link.objects.filter(pk=order_link.pk, shipped_at__isnull=True).update(shipped_at=timezone.now())
+    return all(shipped[line.id] >= line.quantity for line in order.lines)
 
 
 # --- the order's source -------------------------------------------------------------------------------------------

@@ -496,3 +496,29 @@ def test_an_order_another_worker_is_exporting_is_left_to_it(shop):
     # That worker stopped without exporting it: the next run does.
     assert run_flow(flow=FLOW, action=order_export_run, trigger="manual").summary["exported"] == 1
     assert sorted(sale["reference"] for sale in fulfil_sales(shop)) == ["1300", "1301"]
+
+
+@pytest.mark.django_db
+def test_a_chunk_create_that_times_out_is_not_sent_again_until_fulfil_has_finished_it(shop, settings):
+    settings.CONNECTOR_READ_TIMEOUT = 0.5
+    map_europe()
+    shop("centra").seed(orders=[web_order(1400 + n, customer=customer(n)) for n in range(3)])
+    # Fulfil takes the create but answers after Switchyard stopped waiting: the sales land a moment later.
+    shop("fulfil").faults(timeout_rate=1.0, timeout_seconds=1.5, fail_operations=["sale.sale.create"])
+
+    summary = order_export_run()
+
+    assert (summary.exported, summary.failed) == (0, 3)
+    assert shop("fulfil").operations().count("sale.sale.create") == 1  # not sent again at once, one by one
+    exceptions = SyncException.objects.order_by("object_ref")
+    assert [(e.object_ref, e.kind, e.status) for e in exceptions] == [
+        (f"centra:{1400 + n}", "api_unavailable", Status.RETRYING) for n in range(3)
+    ]
+    shop("fulfil").faults()
+    wait_for(lambda: len(fulfil_sales(shop)) == 3, seconds=10)  # the timed-out create landed after all
+    for exception in exceptions:
+        assert exception_run_retry(exception_id=exception.pk) is True
+    assert sorted(sale["reference"] for sale in fulfil_sales(shop)) == ["1400", "1401", "1402"]
+    assert shop("fulfil").operations().count("sale.sale.create") == 1  # each retry found its sale
+    assert all(sale["state"] in ("confirmed", "processing") for sale in fulfil_sales(shop))
+    assert not SyncException.objects.exclude(status=Status.RESOLVED).exists()

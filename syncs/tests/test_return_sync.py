@@ -1,6 +1,7 @@
 """Returns and refunds, Centra → Fulfil credit → stock back after the warehouse's inspection, end to end against the
 sandbox over HTTP."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -474,3 +475,27 @@ def test_when_fulfil_refuses_a_chunks_confirmation_each_credit_is_confirmed_on_i
     assert brand("fulfil").operations().count("sale.sale.quote") == 1 + 3
     assert brand("fulfil").operations().count("sale.sale.confirm") == 3
     assert len(credit_ids()) == 3 and all(credit.state == "processing" for credit in credits())
+
+
+def test_a_chunk_credit_create_that_times_out_is_not_sent_again_until_fulfil_has_finished_it(brand, settings):
+    three_returned()
+    settings.CONNECTOR_READ_TIMEOUT = 0.5
+    connections.fulfil.cache_clear()
+    # Fulfil takes the credits' create but answers after Switchyard stopped waiting: they land a moment later.
+    brand("fulfil").faults(timeout_rate=1.0, timeout_seconds=1.5, fail_operations=["sale.sale.create"])
+
+    summary = return_sync_run()
+
+    assert (summary.credited, summary.failed) == (0, 3)
+    assert brand("fulfil").operations().count("sale.sale.create") == 1  # not sent again at once, one by one
+    exceptions = list(SyncException.objects.all())
+    assert len(exceptions) == 3 and {e.kind for e in exceptions} == {"api_unavailable"}
+    brand("fulfil").faults()
+    deadline = time.monotonic() + 10
+    while len(credit_ids()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for exception in exceptions:
+        assert exception_run_retry(exception_id=exception.pk) is True
+    assert len(credit_ids()) == 3 and all(credit.state == "processing" for credit in credits())
+    assert brand("fulfil").operations().count("sale.sale.create") == 1  # each retry found its credit
+    assert not SyncException.objects.exclude(status=Status.RESOLVED).exists()

@@ -9,6 +9,7 @@ import requests
 from django.db import connection
 
 from exceptions.models import ExceptionEvent, Status, SyncException
+from exceptions.services import exception_run_retry
 from mappings.models import Bundle, BundleComponent, CarrierMapping, Channel, MarketMapping, SkuMapping
 from syncs import connections
 from syncs.connectors.errors import TransientError
@@ -618,21 +619,29 @@ def test_a_batch_rerun_after_the_worker_died_between_centra_and_the_links_makes_
 
 
 @pytest.mark.django_db
-def test_a_lost_answer_to_the_batched_create_is_found_in_centra_in_the_same_run(brand, monkeypatch):
+def test_a_create_that_times_out_is_not_sent_again_until_centra_has_finished_it(brand, settings):
+    settings.CONNECTOR_READ_TIMEOUT = 0.5
+    connections.centra.cache_clear()
     web_orders_shipped(brand, [1001, 1002])
-    client = connections.centra()
-    create = client.create_sent_shipments
+    # Centra takes the creates but answers after Switchyard stopped waiting: the shipments land a moment later.
+    brand("centra").faults(timeout_rate=1.0, timeout_seconds=1.5, fail_operations=["createShipment"])
 
-    def answer_lost(*args, **kwargs):
-        create(*args, **kwargs)
-        raise TransientError("no answer within 30s", system="centra", operation="createShipment")
-
-    monkeypatch.setattr(client, "create_sent_shipments", answer_lost)
     summary = shipment_sync_run()
-    assert (summary.shipped, summary.failed) == (4, 0)
+
+    assert (summary.shipped, summary.failed) == (0, 4)
+    sent = brand("centra").operations().count("createShipment")
+    exceptions = list(SyncException.objects.all())
+    assert len(exceptions) == 4 and {e.kind for e in exceptions} == {"api_unavailable"}
+    brand("centra").faults()
+    deadline = time.monotonic() + 10
+    while len(centra_shipments(brand)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for exception in exceptions:
+        assert exception_run_retry(exception_id=exception.pk) is True
     shipments = centra_shipments(brand)
     assert len(shipments) == 4 and all(shipment["isShipped"] for shipment in shipments)
-    assert not SyncException.objects.exists()
+    assert brand("centra").operations().count("createShipment") == sent  # each retry found its shipment
+    assert not SyncException.objects.exclude(status=Status.RESOLVED).exists()
 
 
 @pytest.mark.django_db
