@@ -75,7 +75,7 @@ def flow_running(flow: str) -> bool:
     running = SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__gte=cutoff)
     if not running.exists() or connection.vendor != "postgresql":
         return running.exists()
-    key = _run_lock_key(flow)
+    key = run_lock_key(flow)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         if not cursor.fetchone()[0]:
@@ -94,7 +94,7 @@ def flow_running(flow: str) -> bool:
 RUN_LOCK_BASE = 0x52554E0000000000  # "RUN", plus a checksum of the flow's name
 
 
-def _run_lock_key(flow: str) -> int:
+def run_lock_key(flow: str) -> int:
     return RUN_LOCK_BASE + zlib.crc32(flow.encode())
 
 
@@ -106,7 +106,7 @@ def _run_alive(flow: str):
     if connection.vendor != "postgresql":
         yield
         return
-    key = _run_lock_key(flow)
+    key = run_lock_key(flow)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock_shared(%s)", [key])
     try:
