@@ -204,3 +204,32 @@ def connected(sandbox, settings):
     yield sandbox
     for client in clients:
         client.cache_clear()
+
+
+@pytest.fixture
+def run_going_elsewhere(db):
+    """Call with a flow's name: from another database connection, hold what a worker running that flow holds (a
+    share of its run lock, syncs.runs), so ``flow_running`` sees a live run, until the test ends."""
+    import psycopg
+    from django.db import connection
+
+    from syncs.runs import run_lock_key
+
+    held = []
+
+    def hold(flow: str) -> None:
+        database = connection.settings_dict
+        other = psycopg.connect(
+            host=database["HOST"] or "127.0.0.1",
+            port=database["PORT"] or 5432,
+            user=database["USER"] or "postgres",
+            password=database["PASSWORD"] or None,
+            dbname=database["NAME"],
+            autocommit=True,
+        )
+        other.execute("SELECT pg_advisory_lock_shared(%s)", [run_lock_key(flow)])
+        held.append(other)
+
+    yield hold
+    for other in held:
+        other.close()

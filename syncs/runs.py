@@ -1,11 +1,14 @@
 """SyncRun bookkeeping: every flow execution is recorded with its counts, whoever started it."""
 
+import contextlib
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,35 +41,79 @@ def run_flow(*, flow: str, action: Callable[..., object], trigger: str) -> SyncR
     SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__lt=cutoff).update(
         status=SyncRun.Status.FAILED, finished_at=timezone.now(), error="The worker running it stopped."
     )
-    run = SyncRun.objects.create(flow=flow, trigger=trigger)
-    counter = RunCounter(run)
-    started = time.monotonic()
-    try:
-        outcome = action(counter=counter)
-    except Exception as error:
-        counter.flush()
+    with _run_alive(flow):
+        run = SyncRun.objects.create(flow=flow, trigger=trigger)
+        counter = RunCounter(run)
+        started = time.monotonic()
+        try:
+            outcome = action(counter=counter)
+        except Exception as error:
+            counter.flush()
+            SyncRun.objects.filter(pk=run.pk).update(
+                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error=str(error)[:2000]
+            )
+            raise
+        summary = asdict(outcome) if is_dataclass(outcome) else dict(outcome or {})
+        summary["seconds"] = round(time.monotonic() - started, 3)
         SyncRun.objects.filter(pk=run.pk).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error=str(error)[:2000]
+            status=SyncRun.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            summary=summary,
+            examined=summary.get("examined", 0),
+            failed=summary.get("failed", 0),
+            succeeded=summary.get("examined", 0) - summary.get("failed", 0),
         )
-        raise
-    summary = asdict(outcome) if is_dataclass(outcome) else dict(outcome or {})
-    summary["seconds"] = round(time.monotonic() - started, 3)
-    SyncRun.objects.filter(pk=run.pk).update(
-        status=SyncRun.Status.SUCCEEDED,
-        finished_at=timezone.now(),
-        summary=summary,
-        examined=summary.get("examined", 0),
-        failed=summary.get("failed", 0),
-        succeeded=summary.get("examined", 0) - summary.get("failed", 0),
-    )
     run.refresh_from_db()
     return run
 
 
 def flow_running(flow: str) -> bool:
-    """Whether a run of ``flow`` started within the task time limit is still going."""
+    """Whether a run of ``flow`` started within the task time limit is still going. On PostgreSQL, a run whose
+    worker died (killed, out of memory, its machine gone) is not: its runs still marked running are recorded as
+    failed here, and the flow is free to run again at once rather than after the task time limit."""
     cutoff = timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
-    return SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__gte=cutoff).exists()
+    running = SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING, started_at__gte=cutoff)
+    if not running.exists() or connection.vendor != "postgresql":
+        return running.exists()
+    key = run_lock_key(flow)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if not cursor.fetchone()[0]:
+            return True  # a live run holds its share of the lock
+        try:
+            # No live run: every run still marked running lost its worker. (A run takes its share before its row
+            # is made, so none can be starting unseen while this lock is held.)
+            SyncRun.objects.filter(flow=flow, status=SyncRun.Status.RUNNING).update(
+                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error="The worker running it stopped."
+            )
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    return False
+
+
+RUN_LOCK_BASE = 0x52554E0000000000  # "RUN", plus a checksum of the flow's name
+
+
+def run_lock_key(flow: str) -> int:
+    return RUN_LOCK_BASE + zlib.crc32(flow.encode())
+
+
+@contextlib.contextmanager
+def _run_alive(flow: str):
+    """Hold a share of the flow's advisory lock while a run goes: PostgreSQL releases it when the worker's
+    connection ends, however the worker ends, so ``flow_running`` can tell a live run from a dead one. Shared:
+    runs never wait for each other here. SQLite (one machine): nothing to hold."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = run_lock_key(flow)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock_shared(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [key])
 
 
 FOLLOW_UP_SECONDS = 20

@@ -253,8 +253,11 @@ def test_starting_needs_a_post_with_the_csrf_token(ada, client_for):
     assert queued_tasks() == []
 
 
-def test_a_flow_already_running_is_not_started_twice(ada, client_for, django_capture_on_commit_callbacks):
+def test_a_flow_already_running_is_not_started_twice(
+    ada, client_for, django_capture_on_commit_callbacks, run_going_elsewhere
+):
     running_run("order_import")
+    run_going_elsewhere("order_import")  # on a live worker
     client = client_for(ada)
     assert "A run of it is going now" in client.get(reverse("runs:start"), {"flow": "order_import"}).content.decode()
     with django_capture_on_commit_callbacks(execute=True):

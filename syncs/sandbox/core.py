@@ -47,6 +47,7 @@ class Faults:
 
     error_rate: float = 0.0  # share of calls answered with error_status
     error_status: int = 500
+    throttle_rate: float = 0.0  # share of calls answered 429 in the system's own shape, Retry-After one second
     timeout_rate: float = 0.0  # share of calls that hang for timeout_seconds before answering
     timeout_seconds: float = 10.0
     latency_ms: float = 0.0  # added to every call
@@ -249,6 +250,8 @@ class Simulator:
                 return self.fault_response(faults.error_status)
             elif roll < faults.timeout_rate + faults.error_rate + faults.malformed_rate:
                 return Response('{"results": [{"id": 1, "na', status=200, mimetype="application/json")
+            elif roll < faults.timeout_rate + faults.error_rate + faults.malformed_rate + faults.throttle_rate:
+                return self.rate_limited_response(0.0)
         try:
             return getattr(self, endpoint)(request, **arguments)
         except ApiError as error:

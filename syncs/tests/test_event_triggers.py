@@ -106,11 +106,12 @@ def test_the_events_queue_is_left_alone_unless_asked_for(connected, control, set
 
 
 @pytest.mark.django_db
-def test_an_event_run_stands_aside_while_a_run_of_the_same_flow_is_going():
+def test_an_event_run_stands_aside_while_a_run_of_the_same_flow_is_going(run_going_elsewhere):
     from syncs.models import SyncRun
     from syncs.tasks import run
 
     SyncRun.objects.create(flow="order_export", trigger="schedule")  # running, started just now
+    run_going_elsewhere("order_export")  # on a live worker
     assert run("order_export", "event") is None
     assert run("order_export", "schedule") is None
     assert SyncRun.objects.filter(flow="order_export").count() == 1
