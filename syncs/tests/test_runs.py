@@ -2,10 +2,15 @@
 
 import threading
 
+import pytest
 from django.db import connection
 
 from syncs.models import SyncRun
 from syncs.runs import flow_running, run_flow
+
+# Another thread's connection must see the runs: committed, so the tests run outside a test transaction (with the
+# migrations' rows restored after, as every transactional test here does).
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def flow_running_elsewhere(flow: str) -> bool:
@@ -24,7 +29,7 @@ def flow_running_elsewhere(flow: str) -> bool:
     return answer["running"]
 
 
-def test_a_run_in_progress_holds_its_flow_for_every_other_worker(transactional_db):
+def test_a_run_in_progress_holds_its_flow_for_every_other_worker():
     seen = {}
 
     def action(counter):
@@ -37,7 +42,7 @@ def test_a_run_in_progress_holds_its_flow_for_every_other_worker(transactional_d
     assert flow_running_elsewhere("order_export") is False
 
 
-def test_a_run_whose_worker_was_killed_frees_its_flow_at_once_and_is_recorded_as_failed(transactional_db):
+def test_a_run_whose_worker_was_killed_frees_its_flow_at_once_and_is_recorded_as_failed():
     # What a worker killed mid-run leaves behind: its run marked running, and no live connection holding it.
     dead = SyncRun.objects.create(flow="order_export", trigger="schedule")
     assert dead.status == SyncRun.Status.RUNNING
@@ -47,7 +52,7 @@ def test_a_run_whose_worker_was_killed_frees_its_flow_at_once_and_is_recorded_as
     assert dead.error == "The worker running it stopped."
 
 
-def test_a_run_of_another_flow_does_not_hold_this_one(transactional_db):
+def test_a_run_of_another_flow_does_not_hold_this_one():
     seen = {}
 
     def action(counter):
