@@ -676,6 +676,10 @@ class FulfilClient:
     def confirm_sale(self, sale_id: int) -> str:
         """Quote and confirm the sale (Fulfil then processes it into shipments). Safe to repeat. Returns its
         state; raises DataError when Fulfil refused or left it unconfirmed."""
+        return self.confirmed_sale(sale_id).state
+
+    def confirmed_sale(self, sale_id: int) -> Sale:
+        """``confirm_sale``, answering the sale as it stands after (its number is given when it is quoted)."""
         sale = self.confirm_sales([sale_id]).get(sale_id)
         if sale is None:
             raise DataError(f"there is no sale {sale_id}", system=SYSTEM, operation="sale.sale.confirm")
@@ -685,7 +689,7 @@ class FulfilClient:
                 system=SYSTEM,
                 operation="sale.sale.confirm",
             )
-        return sale.state
+        return sale
 
     def confirm_sales(self, sale_ids: list[int]) -> dict[int, Sale]:
         """Quote and confirm many sales (or credits), each button one call for all of them (as Fulfil's buttons take

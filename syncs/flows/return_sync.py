@@ -718,8 +718,9 @@ def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
     credit = fulfil.sale(link.fulfil_id)
     if credit is None or credit.total_amount != -refund:
         raise _credit_total_wrong(link, credit, refund, centra_return.currency)
-    fulfil.confirm_sale(link.fulfil_id)  # makes the return shipment the warehouse receives the goods against
-    link_step_done(link, "credit_confirmed_at", credit_number=credit.number)
+    # Confirming makes the return shipment the warehouse receives the goods against; quoting gives the number.
+    confirmed = fulfil.confirmed_sale(link.fulfil_id)
+    link_step_done(link, "credit_confirmed_at", credit_number=confirmed.number)
     return True
 
 

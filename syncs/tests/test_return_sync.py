@@ -373,6 +373,9 @@ def test_a_chunk_of_returns_is_credited_with_one_create_one_quote_and_one_confir
         Decimal("-19.99"),
         Decimal("-19.99"),
     ]
+    # The credit posted on its own records Fulfil's number for it, as the chunk's do.
+    numbers = {link.detail.get("credit_number") for link in Link.objects.filter(kind=Link.Kind.RETURN)}
+    assert None not in numbers and len(numbers) == 3
     assert [operations.count(f"sale.sale.{method}") for method in ("create", "quote", "confirm")] == [1, 1, 1]
     # Found-or-created, originals, products, create, totals, quote, confirm, states, the warehouse's work (2).
     assert len(operations) <= 11
@@ -475,6 +478,7 @@ def test_when_fulfil_refuses_a_chunks_confirmation_each_credit_is_confirmed_on_i
     assert brand("fulfil").operations().count("sale.sale.quote") == 1 + 3
     assert brand("fulfil").operations().count("sale.sale.confirm") == 3
     assert len(credit_ids()) == 3 and all(credit.state == "processing" for credit in credits())
+    assert all(link.detail.get("credit_number") for link in Link.objects.filter(kind=Link.Kind.RETURN))
 
 
 def test_a_chunk_credit_create_that_times_out_is_not_sent_again_until_fulfil_has_finished_it(brand, settings):
