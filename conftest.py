@@ -192,18 +192,9 @@ def connected(sandbox, settings):
         },
         "marketplace": {**settings.CONNECTIONS["marketplace"], "base_url": f"{sandbox.url}/marketplace/api/v1"},
     }
-    clients = [
-        connections.centra,
-        connections.fulfil,
-        connections.virtualstock,
-        connections.inventory_planner,
-        connections.marketplace,
-    ]
-    for client in clients:
-        client.cache_clear()
+    connections.clients_forget()
     yield sandbox
-    for client in clients:
-        client.cache_clear()
+    connections.clients_forget()
 
 
 @pytest.fixture

@@ -110,5 +110,4 @@ def connections_to_sandbox(settings, url: str, raised: int) -> None:
         "marketplace": {**conf["marketplace"], "base_url": f"{url}/marketplace/api/v1", "requests_per_second": raised},
     }
     settings.SANDBOX_URL = url
-    for client in (connections.centra, connections.fulfil, connections.virtualstock, connections.marketplace):
-        client.cache_clear()
+    connections.clients_forget()

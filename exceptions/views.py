@@ -54,6 +54,7 @@ from exceptions.services import (
 from mappings.models import System
 from mappings.money import is_currency, minor_unit
 from mappings.services import KIND_LABELS as MAPPING_LABELS
+from syncs.sandbox import SANDBOX_PATHS
 
 PRIORITY_BANDS = {
     MONEY: "Money",
@@ -399,15 +400,6 @@ def reassert(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- links to the object in each system ---------------------------------------------------------------------------
-
-# Where each simulator lives under the sandbox's address.
-SANDBOX_PATHS = {
-    "centra": "centra",
-    "fulfil": "fulfil",
-    "virtualstock": "virtualstock",
-    "inventory_planner": "inventory-planner",
-    "marketplace": "marketplace",
-}
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,13 @@ def marketplace() -> GenericMarketplaceClient:
     )
 
 
+def clients_forget() -> None:
+    """Drop every cached client: the next ones are made from the settings as they are now (a test or a bench that
+    points the connections elsewhere calls this)."""
+    for client in (centra, fulfil, virtualstock, inventory_planner, marketplace):
+        client.cache_clear()
+
+
 @dataclass(frozen=True)
 class ConnectionSummary:
     system: str

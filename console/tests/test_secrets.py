@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from syncs import connections
 from syncs.flows import FLOWS
+from syncs.sandbox import SANDBOX_PATHS
 from syncs.sandbox.core import SandboxApp
 from syncs.sandbox.server import RunningSandbox, build_simulators
 from syncs.tasks import run
@@ -35,13 +36,6 @@ SECRETS = {
 OTHER_SECRETS = {
     "IP_FEED_PASSWORD": "feedpw+Feed/Pass=7a8b9c",
     "METRICS_TOKEN": "metrics+Token/Value=0d1e2f",
-}
-SANDBOX_PATHS = {
-    "centra": "centra",
-    "fulfil": "fulfil",
-    "virtualstock": "virtualstock",
-    "inventory_planner": "inventory-planner",
-    "marketplace": "marketplace",
 }
 
 
@@ -77,15 +71,7 @@ def known_secrets(settings):
     settings.CONNECTIONS = configured
     for name, value in OTHER_SECRETS.items():
         setattr(settings, name, value)
-    clients = [
-        connections.centra,
-        connections.fulfil,
-        connections.virtualstock,
-        connections.inventory_planner,
-        connections.marketplace,
-    ]
-    for client in clients:
-        client.cache_clear()
+    connections.clients_forget()
     forms = set()
     for (system, _), value in SECRETS.items():
         forms |= forms_of(value, configured[system].get("username", ""))
@@ -95,8 +81,7 @@ def known_secrets(settings):
     try:
         yield sandbox
     finally:
-        for client in clients:
-            client.cache_clear()
+        connections.clients_forget()
         sandbox.stop()
 
 
