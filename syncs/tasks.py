@@ -40,6 +40,14 @@ def stock_push_skus(skus: list[str]) -> str:
     return f"stock pushed for {len(skus)} SKU(s): {summary.pushed} update(s)"
 
 
+def stock_verify(channel_code: str, skus: list[str] | None) -> str:
+    """Scheduled a little after a stock write was sent again following a timeout: read these SKUs (the whole channel
+    when None) back from the channel and push again the ones an attempt that landed late left showing an older
+    figure."""
+    summary = stock_push_run(channel_code=channel_code, skus=skus, full=True)
+    return f"stock verified on {channel_code}: {summary.drift} drifted, {summary.pushed} pushed again"
+
+
 def stock_velocity() -> int:
     """Scheduled daily: sales velocities from Inventory Planner, for the risk order of stock pushes."""
     return velocity_refresh()

@@ -325,6 +325,9 @@ STOCK_STALE_MINUTES = env.int("STOCK_STALE_MINUTES", default=120)
 STOCK_IN_FLIGHT_MAX_HOURS = env.int("STOCK_IN_FLIGHT_MAX_HOURS", default=24)
 # Full reconcile (reads every channel's actual stock, reports and repairs drift): how often, in minutes.
 STOCK_FULL_RECONCILE_MINUTES = env.int("STOCK_FULL_RECONCILE_MINUTES", default=360)
+# A stock write sent again after a timeout: its first attempt may land after a later write and show an older figure.
+# The SKUs written then are read back from the channel this long after, and pushed again if they drifted.
+STOCK_VERIFY_AFTER_SECONDS = env.float("STOCK_VERIFY_AFTER_SECONDS", default=120.0)
 
 # --- Product sync -------------------------------------------------------------------------------------------------
 # Centra is the master of titles, copy, images, attributes and prices; product_sync sends them to each Virtualstock

@@ -88,7 +88,9 @@ def may_have_landed(error: BaseException) -> bool:
     the system did not take it (refused as wrong, credentials refused, asked to slow down). A timeout or a 5xx may
     come from a write the system is still finishing, which lands after the failure is seen: such a write is not sent
     again at once — its item is retried later from the queue, whose retry looks for what the first attempt made."""
-    return not isinstance(error, DataError | AuthError | RateLimited)
+    if isinstance(error, DataError | AuthError | RateLimited):
+        return False
+    return getattr(error, "may_have_reached", True)  # a refused connection or a 502–504 never reached it
 
 
 class WebhookRejected(Exception):

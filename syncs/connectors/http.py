@@ -258,6 +258,8 @@ class ConnectorSession:
         self._http.trust_env = False
         self.last_success_at: float | None = None
         self.last_error: str | None = None
+        # Calls sent again after an attempt that may have reached the system: that attempt may still land later.
+        self.retried_after_reaching = 0
 
     def add_secret(self, secret: str) -> None:
         """Teach the redactor a credential learned at run time (an access token, say)."""
@@ -305,6 +307,8 @@ class ConnectorSession:
             delay = self._retry_delay(error, attempt, idempotent)
             if delay is None:
                 raise error
+            if getattr(error, "may_have_reached", False):
+                self.retried_after_reaching += 1
             logger.info("%s %s: %s; retrying in %.1fs (attempt %d)", self.system, operation, error, delay, attempt)
             self._sleep(delay)
 

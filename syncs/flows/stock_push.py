@@ -54,6 +54,7 @@ FLOW = "stock_push"
 logger = logging.getLogger("switchyard.stock")
 CENTRA_SIZES_PER_MUTATION = 200
 ROWS_PER_STATEMENT = 5000  # state rows read or written per SQL statement
+VERIFY_MOST_SKUS = 2000  # a verification of more SKUs reads the whole channel instead
 COUNTS = ("changed", "pushed", "pending", "held", "drift", "failed", "api_calls", "exceptions")
 
 
@@ -172,7 +173,7 @@ def stock_push_run(
     actual stock and repairs drift. Returns the counts — ``api_calls`` is every HTTP request the run sent, the
     stock master's included, and each channel's own are under ``channels``; failures are exceptions, never raised,
     except a stock master that cannot be read at all."""
-    summary = PushSummary(full=full)
+    summary = PushSummary(full=full and skus is None)  # a check of some SKUs is no full reconcile
     deadline = time.monotonic() + settings.STOCK_PUSH_MAX_SECONDS
     with calls_counted() as calls:
         readings = read_master(skus)
@@ -275,9 +276,13 @@ def _push_channel(
                 _fail(channel, state, MissingMapping(kind="sku", system=channel.system, key={"centra_sku": state.sku}))
                 outcome["exceptions"] += 1
         sendable = [s for s in candidates if s.sku in codes]
+        resent = writer.session.retried_after_reaching
         accepted, refused = writer.write(sendable, codes)
+        resent = writer.session.retried_after_reaching > resent
     outcome["api_calls"] = calls.calls
     _acknowledge(accepted)
+    if resent and accepted:
+        stock_verify_later(channel, [state.sku for state, _ in accepted])
     for state, error in refused:
         _fail(channel, state, error)
     outcome["pushed"], outcome["failed"] = len(accepted), len(refused)
@@ -285,6 +290,24 @@ def _push_channel(
     outcome["exceptions"] += len(refused)
     _heal(channel, [state.sku for state, _ in accepted])
     return outcome
+
+
+def stock_verify_later(channel: Channel, skus: list[str]) -> None:
+    """A write to the channel was sent again after an attempt that may have reached it: that attempt can still land
+    after a newer figure and show an older one. Read these SKUs back from the channel STOCK_VERIFY_AFTER_SECONDS
+    from now (past the hang) and push again any that drifted — the whole channel when they are many."""
+    from django_q.models import Schedule
+
+    skus = sorted(set(skus))
+    arguments = (channel.code, skus if len(skus) <= VERIFY_MOST_SKUS else None)
+    Schedule.objects.create(
+        name=f"stock: verify {channel.code} after a resent write ({len(skus)} SKUs, {timezone.now():%H:%M:%S})",
+        func="syncs.tasks.stock_verify",
+        args=repr(arguments)[1:-1],
+        schedule_type=Schedule.ONCE,
+        repeats=-1,  # removed once it has fired
+        next_run=timezone.now() + timedelta(seconds=settings.STOCK_VERIFY_AFTER_SECONDS),
+    )
 
 
 def _states_for(channel: Channel, readings: dict[str, Reading], *, whole_catalogue: bool) -> dict[str, StateRow]:
@@ -573,6 +596,11 @@ class Writer:
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
+    @property
+    def session(self):
+        """The channel's connector session (it counts the calls sent again after a timeout)."""
+        return CLIENTS[self.system]().session
+
     def codes_for(self, skus: list[str]) -> dict[str, str]:
         """{centra sku: the channel's code} for the SKUs the channel knows; the rest are unmapped."""
         return skus_mapped(system=self.system, centra_skus=skus)
@@ -774,6 +802,11 @@ class MarketplaceWriter(Writer):
 
 
 WRITERS = {System.CENTRA: CentraWriter, System.VIRTUALSTOCK: VirtualstockWriter, System.MARKETPLACE: MarketplaceWriter}
+CLIENTS = {
+    System.CENTRA: connections.centra,
+    System.VIRTUALSTOCK: connections.virtualstock,
+    System.MARKETPLACE: connections.marketplace,
+}
 
 
 def retry(exception) -> None:

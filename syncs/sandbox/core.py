@@ -53,6 +53,7 @@ class Faults:
     latency_ms: float = 0.0  # added to every call
     rate_limit: dict | None = None  # {"limit": N, "window": seconds}; None: the system's own default
     fail_first: int = 0  # the next N calls fail with error_status, then calls succeed: "5xx, then success"
+    hang_first: int = 0  # the next N calls hang for timeout_seconds and are then carried out: an answer lost
     malformed_rate: float = 0.0  # share of calls answered 200 with a body cut off half-way
     fail_operations: list[str] = field(default_factory=list)  # only these operations fail; empty: all
 
@@ -243,8 +244,12 @@ class Simulator:
                     faults.fail_first -= 1
             if fail_now:
                 return self.fault_response(faults.error_status)
+            with self.lock:
+                hang_now = faults.hang_first > 0
+                if hang_now:
+                    faults.hang_first -= 1
             roll = random.random()
-            if roll < faults.timeout_rate:
+            if hang_now or roll < faults.timeout_rate:
                 time.sleep(faults.timeout_seconds)
             elif roll < faults.timeout_rate + faults.error_rate:
                 return self.fault_response(faults.error_status)

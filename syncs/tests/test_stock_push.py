@@ -549,3 +549,35 @@ def test_units_of_an_order_seen_but_not_yet_at_the_master_are_off_every_channel_
     assert {channel: values["TEE100BLKS"] for channel, values in on_channels(stock).items()} == {
         channel: values["TEE100BLKS"] - 3 for channel, values in before.items()
     }
+
+
+def test_a_write_sent_again_after_a_timeout_is_read_back_later_and_a_late_landing_repaired(stock, settings):
+    import time
+
+    from django_q.models import Schedule
+
+    from syncs import connections, tasks
+
+    settings.CONNECTOR_READ_TIMEOUT = 0.5
+    connections.clients_forget()
+    stock_push_run()
+    fulfil_stock(stock, {"TEE100BLKS": 7})
+    # Centra takes the setStock for 7 but answers after Switchyard stopped waiting: the connector sends it again.
+    stock("centra").faults(hang_first=1, timeout_seconds=2.5, fail_operations=["setStock"])
+    stock_push_run(skus=["TEE100BLKS"])
+    fulfil_stock(stock, {"TEE100BLKS": 3})
+    stock_push_run(skus=["TEE100BLKS"])
+    assert on_channels(stock)["centra"]["TEE100BLKS"] == 3
+    deadline = time.monotonic() + 10
+    while on_channels(stock)["centra"]["TEE100BLKS"] != 7 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert on_channels(stock)["centra"]["TEE100BLKS"] == 7  # the first attempt landed last: an older figure shows
+
+    [verify] = Schedule.objects.filter(func="syncs.tasks.stock_verify")
+    assert verify.args == "'centra', ['TEE100BLKS']"
+    assert verify.next_run > timezone.now() + timedelta(seconds=settings.STOCK_VERIFY_AFTER_SECONDS - 30)
+    summary_line = tasks.stock_verify("centra", ["TEE100BLKS"])  # as the schedule runs it, past the hang
+
+    assert summary_line == "stock verified on centra: 1 drifted, 1 pushed again"
+    assert on_channels(stock)["centra"]["TEE100BLKS"] == 3
+    assert StockState.objects.get(channel__code="centra", sku="TEE100BLKS").pushed_value == 3
