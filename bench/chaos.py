@@ -361,9 +361,10 @@ class ChaosRun:
             "CONNECTOR_READ_TIMEOUT": str(READ_TIMEOUT),
             "EXCEPTION_RETRY_BASE_SECONDS": "5",
             "EXCEPTION_RETRY_MAX_SECONDS": "30",
-            # A write that hung past the read timeout can still land after a later one (the client retried it, or
-            # moved on): the full reconcile's drift repair is what puts such a cell right, here every 2 minutes.
-            "STOCK_FULL_RECONCILE_MINUTES": "2",
+            # A write that hung past the read timeout can still land after a later one: the push reads what it
+            # sent back from the channel once the hang is over (production waits 2 minutes; a hang here lasts 4 s)
+            # and repairs it. The full reconcile keeps its production interval: it is no safety net here.
+            "STOCK_VERIFY_AFTER_SECONDS": str(HANG_SECONDS * 3),
             "LOG_LEVEL": "WARNING",
             "CENTRA_REQUESTS_PER_10S": str(RAISED),
             "CENTRA_MUTATIONS_PER_10S": str(RAISED),

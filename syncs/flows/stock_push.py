@@ -281,8 +281,9 @@ def _push_channel(
         resent = writer.session.retried_after_reaching > resent
     outcome["api_calls"] = calls.calls
     _acknowledge(accepted)
-    if resent and accepted:
-        stock_verify_later(channel, [state.sku for state, _ in accepted])
+    if resent and sendable:
+        # What was sent, taken or not: an attempt that timed out may land after whatever is sent next.
+        stock_verify_later(channel, [state.sku for state in sendable])
     for state, error in refused:
         _fail(channel, state, error)
     outcome["pushed"], outcome["failed"] = len(accepted), len(refused)
