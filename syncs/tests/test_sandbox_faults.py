@@ -1,5 +1,7 @@
 """The sandbox's injected faults, through its control API, as a test or the chaos run sets them."""
 
+import time
+
 import pytest
 import requests
 
@@ -51,3 +53,22 @@ def test_a_throttled_call_is_a_rate_limit_naming_the_seconds_to_wait(connected, 
     assert 0 < raised.value.retry_after <= 2
     fulfil.faults()
     assert client.warehouses()
+
+
+def test_a_hung_call_answers_too_late_and_is_carried_out_and_the_next_answers_at_once(sandbox, control):
+    fulfil = control("fulfil")
+    fulfil.faults(hang_first=1, timeout_seconds=1.5)
+    with pytest.raises(requests.Timeout):
+        requests.put(
+            f"{sandbox.url}/fulfil/api/v2/model/product.product/create",
+            json=[[{"code": "LATE1", "name": "Late"}]],
+            headers={"x-api-key": "sandbox-fulfil"},
+            timeout=0.5,
+        )
+    assert call(sandbox, "fulfil").status_code == 200  # only the first call hangs
+    deadline = time.monotonic() + 5
+    codes: set[str] = set()
+    while "LATE1" not in codes and time.monotonic() < deadline:
+        time.sleep(0.2)
+        codes = {row["code"] for row in fulfil.state()["records"]["product.product"].values()}
+    assert "LATE1" in codes  # the call the client gave up on landed after all
