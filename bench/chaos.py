@@ -363,8 +363,11 @@ class ChaosRun:
             "EXCEPTION_RETRY_MAX_SECONDS": "30",
             # A write that hung past the read timeout can still land after a later one: the push reads what it
             # sent back from the channel once the hang is over (production waits 2 minutes; a hang here lasts 4 s)
-            # and repairs it. The full reconcile keeps its production interval: it is no safety net here.
+            # and repairs it. Centra also allocates its own web orders before Fulfil holds them, which moves what
+            # Centra shows after the last push of a SKU: the full reconcile's drift repair puts those right, here
+            # every 2 minutes (production: STOCK_FULL_RECONCILE_MINUTES, 6 hours).
             "STOCK_VERIFY_AFTER_SECONDS": str(HANG_SECONDS * 3),
+            "STOCK_FULL_RECONCILE_MINUTES": "2",
             "LOG_LEVEL": "WARNING",
             "CENTRA_REQUESTS_PER_10S": str(RAISED),
             "CENTRA_MUTATIONS_PER_10S": str(RAISED),
