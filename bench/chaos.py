@@ -85,7 +85,10 @@ def main() -> int:
         print(f"\nStopped: {error or 'Ctrl-C'}", flush=True)
         problems = ["the run did not finish"]
     finally:
+        # Stopping everything must not be cut short by a second signal: what it stops would outlive the run.
         signal.alarm(0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         run.shutdown()
     print(f"wall time: {time.monotonic() - started:.0f} s; load average: {' '.join(map(str, os.getloadavg()))}")
     print("RESULT:", "OK" if not problems else f"{len(problems)} PROBLEM(S)")
