@@ -54,7 +54,7 @@ from syncs.connectors.fulfil import (
     Sale,
     SaleDraft,
 )
-from syncs.links import link_note, links_note, order_lock, order_locks_held
+from syncs.links import link_note, links_made, links_note, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
@@ -368,21 +368,17 @@ def _export_alone(link: Link, order: Order, draft: SaleDraft, tally: _Tally) -> 
 
 
 def order_links(numbers: list[int]) -> dict[int, Link]:
-    """``order_link`` for many orders: {number: link}, in one query (three when some are new). An imported
+    """``order_link`` for many orders: {number: link}, in one query (four when some are new). An imported
     order's link carries its Centra number from the import."""
     links = {link.centra_number: link for link in Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=numbers)}
-    new = [number for number in dict.fromkeys(numbers) if number not in links]
-    if new:
-        Link.objects.bulk_create(
-            [
-                Link(kind=Link.Kind.ORDER, source_system=System.CENTRA, source_ref=str(number), centra_number=number)
-                for number in new
-            ],
-            ignore_conflicts=True,  # another worker made one meanwhile: read below
+    wanted = {
+        (System.CENTRA, str(number)): Link(
+            kind=Link.Kind.ORDER, source_system=System.CENTRA, source_ref=str(number), centra_number=number
         )
-        links.update(
-            (link.centra_number, link) for link in Link.objects.filter(kind=Link.Kind.ORDER, centra_number__in=new)
-        )
+        for number in dict.fromkeys(numbers)
+        if number not in links
+    }
+    links.update((link.centra_number, link) for link in links_made(Link.Kind.ORDER, wanted).values())
     return links
 
 

@@ -44,7 +44,7 @@ from syncs.connectors.centra import ExternalOrder, OrderNumberTaken
 from syncs.connectors.errors import DataError, TransientError
 from syncs.connectors.virtualstock import LineQuantity
 from syncs.connectors.virtualstock import Order as VirtualstockOrder
-from syncs.links import order_locks_held
+from syncs.links import links_made, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter
 from syncs.stock.in_flight import stock_push_soon, units_in_flight_record, units_in_flight_record_many
@@ -423,37 +423,20 @@ def _links_for_many(items: list[_Item]) -> None:
     Two workers making the same link at once end up with the one row (the unique key decides)."""
     if not items:
         return
-    wanted = {item.key for item in items}
-
-    def stored() -> dict[tuple[str, str], Link]:
-        rows = Link.objects.filter(
-            kind=Link.Kind.ORDER,
-            source_system__in={code for code, _reference in wanted},
-            source_ref__in={reference for _code, reference in wanted},
-        )
-        return {
-            (link.source_system, link.source_ref): link
-            for link in rows
-            if (link.source_system, link.source_ref) in wanted
-        }
-
-    links = stored()
-    missing = [item for item in items if item.key not in links]
-    if missing:
-        Link.objects.bulk_create(
-            [
-                Link(
-                    kind=Link.Kind.ORDER,
-                    source_system=item.channel.code,
-                    source_ref=item.order.reference,
-                    channel=item.channel,
-                    source_id=item.order.id,
-                )
-                for item in missing
-            ],
-            ignore_conflicts=True,
-        )
-        links = stored()
+    # Retailers may reuse each other's references: an order is known by its channel and its reference.
+    links = links_made(
+        Link.Kind.ORDER,
+        {
+            item.key: Link(
+                kind=Link.Kind.ORDER,
+                source_system=item.channel.code,
+                source_ref=item.order.reference,
+                channel=item.channel,
+                source_id=item.order.id,
+            )
+            for item in items
+        },
+    )
     unnumbered = [link for link in links.values() if link.centra_number is None]
     if unnumbered:
         # The number is the link's own id plus a base, whoever sets it: a second worker writes the same value.

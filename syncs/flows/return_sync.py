@@ -57,7 +57,7 @@ from syncs.connectors.centra import Return, StockLevel
 from syncs.connectors.errors import DataError, RateLimited, may_have_landed
 from syncs.connectors.fulfil import WORKING_STATES, CreditDraft, CreditLine, Shipment
 from syncs.flows.stock_push import stock_push_run
-from syncs.links import link_note, link_step_done, links_note_each, order_lock, order_locks_held
+from syncs.links import link_note, link_step_done, links_made, links_note_each, order_lock, order_locks_held
 from syncs.models import Link
 from syncs.runs import RunCounter, last_summary, latest, moment
 
@@ -319,27 +319,18 @@ def _chunk_taken(returns: list[Return], results: dict[int, str | Exception]) -> 
 def _return_links_made(taken: list[_Taken]) -> dict[str, Link]:
     """The return links of the chunk by source ref, the missing ones made (a link another worker made meanwhile is
     kept, not doubled)."""
-    refs = [str(item.centra_return.id) for item in taken]
-    returns = Link.objects.filter(kind=Link.Kind.RETURN, source_system=System.CENTRA)
-    links = {link.source_ref: link for link in returns.filter(source_ref__in=refs)}
-    missing = [item for item in taken if str(item.centra_return.id) not in links]
-    if missing:
-        made = [
-            Link(
-                kind=Link.Kind.RETURN,
-                source_system=System.CENTRA,
-                source_ref=str(item.centra_return.id),
-                order=item.order_link,
-                channel=item.order_link.channel,
-                centra_id=str(item.centra_return.id),
-            )
-            for item in missing
-        ]
-        Link.objects.bulk_create(made, ignore_conflicts=True)
-        links.update(
-            (link.source_ref, link) for link in returns.filter(source_ref__in=[link.source_ref for link in made])
+    wanted = {
+        (System.CENTRA, str(item.centra_return.id)): Link(
+            kind=Link.Kind.RETURN,
+            source_system=System.CENTRA,
+            source_ref=str(item.centra_return.id),
+            order=item.order_link,
+            channel=item.order_link.channel,
+            centra_id=str(item.centra_return.id),
         )
-    return links
+        for item in taken
+    }
+    return {ref: link for (_, ref), link in links_made(Link.Kind.RETURN, wanted).items()}
 
 
 def _chunk_steps(taken: list[_Taken]) -> dict[int, str | Exception]:

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from syncs.links import ORDER_LOCK_BASE, links_note, links_note_each, order_locks_held
+from syncs.links import ORDER_LOCK_BASE, links_made, links_note, links_note_each, order_locks_held
 from syncs.models import Link
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +113,18 @@ def test_links_note_each_saves_a_field_set_to_none_and_removes_keys():
         untouched.pk: (None, {}),
     }
     assert second.detail == {"credit_number": "SO8", "amount": "1.05"}
+
+
+def test_links_made_keeps_the_stored_links_and_makes_only_the_missing_ones():
+    kept = Link.objects.create(kind=Link.Kind.RETURN, source_system="centra", source_ref="7", centra_id="kept")
+    wanted = {
+        ("centra", ref): Link(kind=Link.Kind.RETURN, source_system="centra", source_ref=ref, centra_id=f"new {ref}")
+        for ref in ("7", "8")
+    }
+
+    links = links_made(Link.Kind.RETURN, wanted)
+
+    assert links[("centra", "7")].pk == kept.pk and links[("centra", "7")].centra_id == "kept"
+    assert links[("centra", "8")].pk is not None and links[("centra", "8")].centra_id == "new 8"
+    assert Link.objects.filter(kind=Link.Kind.RETURN).count() == 2
+    assert links_made(Link.Kind.RETURN, wanted) == links  # asked again, nothing new is made
