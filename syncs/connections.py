@@ -122,7 +122,7 @@ def marketplace() -> GenericMarketplaceClient:
 def clients_forget() -> None:
     """Drop every cached client: the next ones are made from the settings as they are now (a test or a bench that
     points the connections elsewhere calls this)."""
-    for client in (centra, fulfil, virtualstock, inventory_planner, marketplace):
+    for client in CLIENTS.values():
         client.cache_clear()
 
 

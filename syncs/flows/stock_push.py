@@ -600,7 +600,7 @@ class Writer:
     @property
     def session(self):
         """The channel's connector session (it counts the calls sent again after a timeout)."""
-        return CLIENTS[self.system]().session
+        return connections.CLIENTS[self.system]().session
 
     def codes_for(self, skus: list[str]) -> dict[str, str]:
         """{centra sku: the channel's code} for the SKUs the channel knows; the rest are unmapped."""
@@ -803,11 +803,6 @@ class MarketplaceWriter(Writer):
 
 
 WRITERS = {System.CENTRA: CentraWriter, System.VIRTUALSTOCK: VirtualstockWriter, System.MARKETPLACE: MarketplaceWriter}
-CLIENTS = {
-    System.CENTRA: connections.centra,
-    System.VIRTUALSTOCK: connections.virtualstock,
-    System.MARKETPLACE: connections.marketplace,
-}
 
 
 def retry(exception) -> None:
