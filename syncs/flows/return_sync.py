@@ -704,8 +704,7 @@ def _post_credit(link: Link, order_link: Link, centra_return: Return) -> bool:
                 comment=_credit_comment(centra_return),
             )
         link.fulfil_id = credit_id
-        link.detail.update(refund=str(refund), currency=centra_return.currency)
-        link.save(update_fields=["fulfil_id", "detail", "updated_at"])
+        links_note_each([(link, {"refund": str(refund), "currency": centra_return.currency})], fields=["fulfil_id"])
     credit = fulfil.sale(link.fulfil_id)
     if credit is None or credit.total_amount != -refund:
         raise _credit_total_wrong(link, credit, refund, centra_return.currency)

@@ -630,8 +630,7 @@ def _centra_create(link: Link, order_link: Link, shipment: Shipment) -> None:
     )
     link.centra_id = str(created.id)
     link.created_in_target_at = timezone.now()
-    link.detail["centra_warnings"] = warnings
-    link.save(update_fields=["centra_id", "created_in_target_at", "detail", "updated_at"])
+    links_note_each([(link, {"centra_warnings": warnings})], fields=["centra_id", "created_in_target_at"])
     if capture and not created.is_captured:
         _capture_not_settled(order.number, created.id, warnings)
     _other_warnings(link, order.number, [warning for warning in warnings if "captur" not in warning.lower()])
