@@ -43,7 +43,7 @@ from mappings.money import is_exact, split_exactly
 from mappings.services import MissingMapping, bundle_parts, bundles_for, market_for, markets_all, skus_mapped
 from syncs import connections
 from syncs.connectors.centra import CentraClient, Order, OrderLine
-from syncs.connectors.errors import DataError, may_have_landed
+from syncs.connectors.errors import DataError, TransientError, may_have_landed
 from syncs.connectors.fulfil import (
     WORKING_STATES,
     Address,
@@ -67,6 +67,9 @@ EDITABLE_STATES = ("draft", "quotation", "confirmed")  # a sale's lines can stil
 # Orders exported together: their links, locks, mappings and Fulfil's products read once, their customers found and
 # their sales created, quoted and confirmed in one call each (Fulfil answers up to 500 records a call).
 EXPORT_CHUNK = 100
+# A sale create is noted on the links before it is sent. If its worker dies or its answer is lost, the create may
+# still land: until this long has passed, an attempt that finds no sale waits rather than creating a second one.
+CREATE_SETTLE = timedelta(seconds=60)
 
 
 class TotalsMismatch(DataError):
@@ -298,10 +301,11 @@ def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, ta
         theirs = [sale for sale in found.get(draft.reference, []) if draft.channel_id in (None, sale.channel_id)]
         if link.fulfil_id or theirs:
             _export_alone(*item, tally)
-        else:
+        elif not create_may_be_landing(link):  # else an earlier create may still land: a later run looks again
             fresh.append(item)
     if not fresh:
         return
+    links_note([link for link, _, _ in fresh], sale_create_sent_at=timezone.now().isoformat())
     try:
         ids = fulfil.create_sales([draft for _, _, draft in fresh])
     except Exception as error:
@@ -310,8 +314,9 @@ def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, ta
             # the queue retries each order later, and the retry finds its sale by reference if it landed.
             for _, order, _ in fresh:
                 tally.failure(order, error)
-        else:
-            _export_each(fresh, tally, because=error)  # refused whole: one by one tells which order it was
+        else:  # refused whole, nothing made: one by one tells which order it was
+            links_note([link for link, _, _ in fresh], sale_create_sent_at=None)
+            _export_each(fresh, tally, because=error)
         return
     for (link, _, _), sale_id in zip(fresh, ids, strict=True):
         link.fulfil_id = sale_id
@@ -340,6 +345,12 @@ def _post(drafted: list[tuple[Link, Order, SaleDraft]], fulfil: FulfilClient, ta
     objects_succeeded(flow=FLOW, object_refs=[object_ref(order.number) for _, order, _ in confirmed])
     for _ in confirmed:
         tally.outcome(Outcome.EXPORTED)
+
+
+def create_may_be_landing(link: Link) -> bool:
+    """Whether a sale create for the link was sent within CREATE_SETTLE and its answer never recorded."""
+    sent = link.detail.get("sale_create_sent_at")
+    return bool(sent) and link.fulfil_id is None and timezone.now() - moment(sent) < CREATE_SETTLE
 
 
 def _total(sale: Sale | None) -> Decimal | None:
@@ -465,9 +476,23 @@ def _export(link: Link, order: Order, draft: SaleDraft | None = None) -> None:
     created = False
     if link.fulfil_id is None:
         existing = _existing_sale(fulfil, order, draft)
+        if existing is None and create_may_be_landing(link):
+            raise TransientError(
+                f"an earlier create of the sale for Centra order {order.number} may still land in Fulfil: "
+                "looked for again shortly",
+                system=System.FULFIL,
+                operation="sale.sale.create",
+            )
         created = existing is None
+        if created:
+            link_note(link, sale_create_sent_at=timezone.now().isoformat())
         # Saved the moment Fulfil answers: a crash after this point resumes with this sale, never a second one.
-        link.fulfil_id = existing.id if existing else fulfil.create_sale(draft)
+        try:
+            link.fulfil_id = existing.id if existing else fulfil.create_sale(draft)
+        except Exception as error:
+            if not may_have_landed(error):
+                link_note(link, sale_create_sent_at=None)  # it never got there: the next attempt may create
+            raise
         link.save(update_fields=["fulfil_id", "updated_at"])
     if created:
         # Made from the draft just now, so its lines are the draft's: only Fulfil's total is left to compare.

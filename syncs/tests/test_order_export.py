@@ -522,3 +522,22 @@ def test_a_chunk_create_that_times_out_is_not_sent_again_until_fulfil_has_finish
     assert shop("fulfil").operations().count("sale.sale.create") == 1  # each retry found its sale
     assert all(sale["state"] in ("confirmed", "processing") for sale in fulfil_sales(shop))
     assert not SyncException.objects.exclude(status=Status.RESOLVED).exists()
+
+
+@pytest.mark.django_db
+def test_an_order_whose_earlier_create_may_still_land_waits_before_a_second_create(shop):
+    map_europe()
+    shop("centra").seed(orders=[web_order(1500)])
+    # A worker sent the sale's create and died before Fulfil answered: Fulfil may still be making it.
+    sent = {"sale_create_sent_at": timezone.now().isoformat()}
+    link = Link.objects.create(
+        kind=Link.Kind.ORDER, source_system="centra", source_ref="1500", centra_number=1500, detail=sent
+    )
+
+    assert order_export_run().exported == 0
+    assert fulfil_sales(shop) == [] and not SyncException.objects.exists()
+
+    long_ago = (timezone.now() - timedelta(minutes=2)).isoformat()
+    Link.objects.filter(pk=link.pk).update(detail={"sale_create_sent_at": long_ago})
+    assert order_export_run().exported == 1
+    assert [sale["reference"] for sale in fulfil_sales(shop)] == ["1500"]
